@@ -1,0 +1,76 @@
+"""Checks a message's content against what its channel accepts, at creation time.
+
+A message that the provider would refuse (too long, HTML it cannot parse) is refused
+when the care team writes it, not discovered as a failed delivery later.
+"""
+
+from html.parser import HTMLParser
+
+from django.core.exceptions import ValidationError
+
+# Telegram's HTML parse mode accepts only these tags (Bot API, "HTML style").
+TELEGRAM_TAGS = frozenset(
+    {"b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "span", "tg-spoiler", "a",
+     "code", "pre", "blockquote", "tg-emoji", "br"}
+)  # fmt: skip
+VOID_TAGS = frozenset({"br"})
+MAX_LENGTH = {"telegram": 4096, "web": 100_000}
+
+
+class _TagChecker(HTMLParser):
+    def __init__(self, allowed: frozenset[str]) -> None:
+        super().__init__(convert_charrefs=True)
+        self.allowed = allowed
+        self.open: list[str] = []
+        self.text_length = 0
+        self.problems: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag not in self.allowed:
+            self.problems.append(f"<{tag}> is not allowed")
+        elif tag not in VOID_TAGS:
+            self.open.append(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in VOID_TAGS:
+            return
+        if not self.open or self.open[-1] != tag:
+            self.problems.append(f"</{tag}> does not close the last opened tag")
+        else:
+            self.open.pop()
+
+    def handle_data(self, data: str) -> None:
+        self.text_length += len(data)
+
+
+def visible_length(content: str, fmt: str) -> int:
+    if fmt != "html":
+        return len(content)
+    checker = _TagChecker(TELEGRAM_TAGS)
+    checker.feed(content)
+    checker.close()
+    return checker.text_length
+
+
+def validate_content(channel: str, content: str, fmt: str) -> None:
+    if not content.strip():
+        raise ValidationError({"content": "The message is empty."})
+    if fmt not in ("text", "html"):
+        raise ValidationError({"format": f"{fmt!r} is not a format; use text or html."})
+    if fmt == "html":
+        checker = _TagChecker(TELEGRAM_TAGS)
+        checker.feed(content)
+        checker.close()
+        if checker.open:
+            checker.problems.append(f"<{checker.open[-1]}> is never closed")
+        if checker.problems:
+            allowed = ", ".join(sorted(TELEGRAM_TAGS))
+            raise ValidationError(
+                {"content": f"HTML not accepted: {checker.problems[0]} (allowed tags: {allowed})."}
+            )
+    limit = MAX_LENGTH.get(channel)
+    length = visible_length(content, fmt)
+    if limit is not None and length > limit:
+        raise ValidationError(
+            {"content": f"The message has {length} characters; {channel} allows {limit}."}
+        )

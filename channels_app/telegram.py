@@ -1,0 +1,109 @@
+"""Telegram through python-telegram-bot's Bot, against TELEGRAM_API_BASE_URL."""
+
+import asyncio
+import os
+import threading
+from datetime import timedelta
+
+from telegram import Bot
+from telegram.constants import ParseMode
+from telegram.error import (
+    BadRequest,
+    ChatMigrated,
+    Forbidden,
+    InvalidToken,
+    NetworkError,
+    RetryAfter,
+    TelegramError,
+)
+from telegram.request import HTTPXRequest
+
+from channels_app.base import (
+    ChannelAdapter,
+    OutboundMessage,
+    PermanentError,
+    RecipientBlocked,
+    SendResult,
+    TransientError,
+)
+
+MAX_MESSAGE_LENGTH = 4096
+
+
+class _Session(threading.local):
+    """One event loop and Bot per thread and process, kept so connections are reused.
+
+    Bot is asyncio-only while Celery's prefork tasks are synchronous; a fresh
+    asyncio.run() per send would open a new HTTP connection pool every time.
+    """
+
+    pid: int = 0
+    loop: asyncio.AbstractEventLoop | None = None
+    bots: dict[tuple[str, str, float], Bot]
+
+
+_session = _Session()
+
+
+def _run(coroutine_factory, key: tuple[str, str, float]):
+    if _session.pid != os.getpid() or _session.loop is None:
+        # After a fork the parent's loop and sockets must not be reused.
+        _session.pid = os.getpid()
+        _session.loop = asyncio.new_event_loop()
+        _session.bots = {}
+    bot = _session.bots.get(key)
+    if bot is None:
+        token, base_url, timeout = key
+        request = HTTPXRequest(
+            connection_pool_size=8,
+            connect_timeout=timeout,
+            read_timeout=timeout,
+            write_timeout=timeout,
+            pool_timeout=timeout,
+        )
+        bot = Bot(token, base_url=f"{base_url}/bot", request=request)
+        _session.bots[key] = bot
+    return _session.loop.run_until_complete(coroutine_factory(bot))
+
+
+def _seconds(value: int | timedelta) -> float:
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)
+
+
+class TelegramChannel(ChannelAdapter):
+    name = "telegram"
+
+    def __init__(self, *, token: str, base_url: str, timeout: float) -> None:
+        self._key = (token, base_url.rstrip("/"), timeout)
+
+    def send(self, message: OutboundMessage) -> SendResult:
+        if not self._key[0]:
+            raise PermanentError("not_configured", "TELEGRAM_BOT_TOKEN is not set")
+        parse_mode = ParseMode.HTML if message.format == "html" else None
+        try:
+            sent = _run(
+                lambda bot: bot.send_message(
+                    chat_id=message.address, text=message.text, parse_mode=parse_mode
+                ),
+                self._key,
+            )
+        except RetryAfter as exc:
+            raise TransientError(
+                "rate_limited", exc.message, retry_after=_seconds(exc.retry_after)
+            ) from exc
+        except Forbidden as exc:
+            # "bot was blocked by the user", "user is deactivated", ...
+            raise RecipientBlocked("forbidden", exc.message) from exc
+        except ChatMigrated as exc:
+            raise PermanentError("chat_migrated", "the group chat moved to a new id") from exc
+        except BadRequest as exc:
+            # "chat not found", "can't parse entities", "message is too long", ...
+            raise PermanentError("bad_request", exc.message) from exc
+        except InvalidToken as exc:
+            raise PermanentError("invalid_token", "the bot token was rejected") from exc
+        except NetworkError as exc:
+            # Timeouts, refused connections and every 5xx answer land here.
+            raise TransientError("network", exc.message) from exc
+        except TelegramError as exc:
+            raise TransientError("telegram_error", exc.message) from exc
+        return SendResult(provider_message_id=str(sent.message_id))

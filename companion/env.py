@@ -1,0 +1,95 @@
+"""Typed readers for environment variables.
+
+Settings are read here and nowhere else. A wrong value stops start-up with an
+ImproperlyConfigured that names the variable, instead of surfacing later as an odd
+runtime error. Every name read is remembered in READ so that a test can check that
+docker-compose.yml and the deploy manifests only set variables the code knows.
+"""
+
+import os
+from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
+
+READ: set[str] = set()
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _raw(name: str) -> str | None:
+    """The value of NAME, or of the file named by NAME_FILE (container secrets)."""
+    READ.add(name)
+    READ.add(f"{name}_FILE")
+    file_name = os.environ.get(f"{name}_FILE")
+    if file_name:
+        try:
+            return Path(file_name).read_text().strip()
+        except OSError as exc:
+            raise ImproperlyConfigured(f"{name}_FILE={file_name!r} cannot be read: {exc}") from exc
+    return os.environ.get(name)
+
+
+def string(name: str, default: str = "") -> str:
+    value = _raw(name)
+    return default if value is None else value
+
+
+def boolean(name: str, default: bool) -> bool:
+    value = _raw(name)
+    if value is None:
+        return default
+    lowered = value.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ImproperlyConfigured(f"{name}={value!r} is not a boolean; use true or false")
+
+
+def integer(
+    name: str, default: int, *, minimum: int | None = None, maximum: int | None = None
+) -> int:
+    value = _raw(name)
+    if value is None or value.strip() == "":
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={value!r} is not a whole number") from None
+    if minimum is not None and number < minimum:
+        raise ImproperlyConfigured(f"{name}={number} is below its minimum of {minimum}")
+    if maximum is not None and number > maximum:
+        raise ImproperlyConfigured(f"{name}={number} is above its maximum of {maximum}")
+    return number
+
+
+def number(name: str, default: float, *, minimum: float = 0.0) -> float:
+    value = _raw(name)
+    if value is None or value.strip() == "":
+        return default
+    try:
+        result = float(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={value!r} is not a number") from None
+    if result < minimum:
+        raise ImproperlyConfigured(f"{name}={result} is below its minimum of {minimum}")
+    return result
+
+
+def words(name: str, default: list[str]) -> list[str]:
+    value = _raw(name)
+    if value is None:
+        return default
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def url(name: str, default: str, *, schemes: tuple[str, ...]) -> str:
+    value = string(name, default).strip()
+    scheme = value.split("://", 1)[0] if "://" in value else ""
+    if scheme not in schemes:
+        raise ImproperlyConfigured(
+            f"{name}={value!r} must be a URL starting with one of: "
+            + ", ".join(f"{s}://" for s in schemes)
+        )
+    return value.rstrip("/")

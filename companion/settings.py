@@ -1,0 +1,178 @@
+"""All configuration, read from the environment (see companion/env.py and README)."""
+
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+from kombu import Queue
+
+from companion import env
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+# --- Django core -------------------------------------------------------------------
+DEBUG = env.boolean("DJANGO_DEBUG", default=False)
+SECRET_KEY = env.string("DJANGO_SECRET_KEY")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off")
+    SECRET_KEY = "insecure-development-key-only-used-with-DJANGO_DEBUG"  # noqa: S105
+ALLOWED_HOSTS = env.words("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env.words("DJANGO_CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_celery_beat",
+    "patients",
+    "scheduling",
+    "channels_app",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "companion.urls"
+WSGI_APPLICATION = "companion.wsgi.application"
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database: PostgreSQL only, because the dispatcher relies on SKIP LOCKED -------
+DATABASE_URL = env.url(
+    "DATABASE_URL",
+    "postgres://postgres@127.0.0.1:5432/companion",
+    schemes=("postgres", "postgresql", "pgsql"),
+)
+DATABASES = {
+    "default": dj_database_url.parse(
+        DATABASE_URL,
+        conn_max_age=env.integer("DATABASE_CONN_MAX_AGE", 60, minimum=0),
+        conn_health_checks=True,
+    )
+}
+# Fail fast instead of hanging when PostgreSQL is unreachable.
+DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = env.integer(
+    "DATABASE_CONNECT_TIMEOUT", 5, minimum=1
+)
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+LOGIN_URL = "admin:login"
+
+# --- Redis and Celery --------------------------------------------------------------
+REDIS_URL = env.url("REDIS_URL", "redis://127.0.0.1:6379/0", schemes=("redis", "rediss"))
+
+# One queue per channel, so a slow or broken provider never holds up the others, and
+# a deployment can scale the workers of each channel on its own queue depth.
+CHANNELS = ("telegram", "web")
+SCHEDULER_QUEUE = "scheduler"
+DELIVERY_QUEUES = {channel: f"deliver.{channel}" for channel in CHANNELS}
+
+CELERY_BROKER_URL = REDIS_URL
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_CONNECTION_TIMEOUT = 5
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    # A task held unacknowledged for longer is handed out again; due times live in
+    # the database, so no task is meant to wait anywhere near this long.
+    "visibility_timeout": 3600,
+    "socket_connect_timeout": 5,
+    "socket_timeout": 30,
+}
+CELERY_TASK_DEFAULT_QUEUE = SCHEDULER_QUEUE
+CELERY_TASK_QUEUES = [Queue(SCHEDULER_QUEUE), *(Queue(q) for q in DELIVERY_QUEUES.values())]
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_TIME_LIMIT = 300
+CELERY_TASK_SEND_SENT_EVENT = True
+CELERY_WORKER_SEND_TASK_EVENTS = True
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_TIMEZONE = "UTC"
+CELERY_ENABLE_UTC = True
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+
+# --- Scheduling --------------------------------------------------------------------
+SCHEDULER_TICK_SECONDS = env.integer("SCHEDULER_TICK_SECONDS", 5, minimum=1, maximum=3600)
+DISPATCH_BATCH_SIZE = env.integer("DISPATCH_BATCH_SIZE", 500, minimum=1, maximum=10_000)
+DELIVERY_MAX_ATTEMPTS = env.integer("DELIVERY_MAX_ATTEMPTS", 5, minimum=1, maximum=50)
+DELIVERY_RETRY_BASE_SECONDS = env.number("DELIVERY_RETRY_BASE_SECONDS", 2.0, minimum=0.1)
+DELIVERY_RETRY_MAX_SECONDS = env.number("DELIVERY_RETRY_MAX_SECONDS", 300.0, minimum=1.0)
+DELIVERY_DEFAULT_WINDOW_SECONDS = env.integer("DELIVERY_DEFAULT_WINDOW_SECONDS", 3600, minimum=60)
+# A delivery left in "sending" longer than this is taken to belong to a dead worker.
+DELIVERY_LEASE_SECONDS = env.integer("DELIVERY_LEASE_SECONDS", 120, minimum=10)
+DELIVERY_REAPER_SECONDS = env.integer("DELIVERY_REAPER_SECONDS", 60, minimum=5)
+# A queued delivery whose task has not started this long after it was due is re-sent
+# to the broker (the task was lost, for example by a Redis restart).
+DELIVERY_REQUEUE_AFTER_SECONDS = env.integer("DELIVERY_REQUEUE_AFTER_SECONDS", 300, minimum=10)
+
+# --- Channels ----------------------------------------------------------------------
+TELEGRAM_BOT_TOKEN = env.string("TELEGRAM_BOT_TOKEN")
+TELEGRAM_API_BASE_URL = env.url(
+    "TELEGRAM_API_BASE_URL", "https://api.telegram.org", schemes=("http", "https")
+)
+TELEGRAM_TIMEOUT_SECONDS = env.number("TELEGRAM_TIMEOUT_SECONDS", 10.0, minimum=0.5)
+if TELEGRAM_TIMEOUT_SECONDS * 2 >= DELIVERY_LEASE_SECONDS:
+    raise ImproperlyConfigured(
+        "DELIVERY_LEASE_SECONDS must be more than twice TELEGRAM_TIMEOUT_SECONDS, "
+        "or a slow send would be taken for a dead worker"
+    )
+# The sandbox records what would have been sent instead of calling the provider, so a
+# development stack without a bot token still shows deliveries. Never in production.
+CHANNEL_SANDBOX = env.boolean("CHANNEL_SANDBOX", default=DEBUG and not TELEGRAM_BOT_TOKEN)
+if CHANNEL_SANDBOX and not DEBUG:
+    raise ImproperlyConfigured("CHANNEL_SANDBOX=true is only allowed with DJANGO_DEBUG=true")
+
+# --- Logging: ids only, never message bodies, names or phone numbers ----------------
+LOG_LEVEL = env.string("LOG_LEVEL", "INFO").upper()
+if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+    raise ImproperlyConfigured(f"LOG_LEVEL={LOG_LEVEL!r} is not a logging level")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        # httpx logs every request URL, and a Telegram URL carries the bot token.
+        "httpx": {"level": "WARNING"},
+        "httpcore": {"level": "WARNING"},
+    },
+}

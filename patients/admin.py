@@ -1,0 +1,31 @@
+from django.contrib import admin
+
+from patients.models import Contact, Organization, Patient
+
+
+@admin.register(Organization)
+class OrganizationAdmin(admin.ModelAdmin):
+    list_display = ["name", "slug", "created_at"]
+    prepopulated_fields = {"slug": ["name"]}
+    search_fields = ["name", "slug"]
+
+
+class ContactInline(admin.TabularInline):
+    model = Contact
+    extra = 0
+    fields = ["channel", "address", "verified_at", "blocked_at", "blocked_reason"]
+
+
+@admin.register(Patient)
+class PatientAdmin(admin.ModelAdmin):
+    list_display = ["name", "organization", "timezone", "preferred_channel", "opted_out_at"]
+    list_filter = ["organization", "preferred_channel", "timezone"]
+    search_fields = ["name"]
+    inlines = [ContactInline]
+
+
+@admin.register(Contact)
+class ContactAdmin(admin.ModelAdmin):
+    list_display = ["id", "patient", "channel", "verified_at", "blocked_at", "blocked_reason"]
+    list_filter = ["channel", ("blocked_at", admin.EmptyFieldListFilter)]
+    raw_id_fields = ["patient"]

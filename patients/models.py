@@ -1,0 +1,79 @@
+import zoneinfo
+
+from django.core.exceptions import ValidationError
+from django.db import models
+
+
+def validate_timezone(value: str) -> None:
+    if value not in zoneinfo.available_timezones():
+        raise ValidationError(
+            f"{value!r} is not an IANA time zone (for example Europe/Berlin or America/New_York)"
+        )
+
+
+class Channel(models.TextChoices):
+    TELEGRAM = "telegram", "Telegram"
+    WEB = "web", "Web inbox"
+
+
+class Organization(models.Model):
+    """A clinic or care team; every patient and message belongs to exactly one."""
+
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=100, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Patient(models.Model):
+    organization = models.ForeignKey(
+        Organization, on_delete=models.PROTECT, related_name="patients"
+    )
+    name = models.CharField(max_length=200)
+    timezone = models.CharField(max_length=64, default="UTC", validators=[validate_timezone])
+    language = models.CharField(max_length=16, default="en")
+    preferred_channel = models.CharField(
+        max_length=16, choices=Channel.choices, default=Channel.TELEGRAM
+    )
+    onboarding_done = models.BooleanField(default=False)
+    opted_out_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name", "id"]
+        indexes = [models.Index(fields=["organization", "name"])]
+
+    def __str__(self) -> str:
+        # Admin pages are for the care team, who may see names; logs use ids.
+        return self.name
+
+    @property
+    def zone(self) -> zoneinfo.ZoneInfo:
+        return zoneinfo.ZoneInfo(self.timezone)
+
+
+class Contact(models.Model):
+    """Where a patient can be reached on one channel: a Telegram chat id, a phone number."""
+
+    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="contacts")
+    channel = models.CharField(max_length=16, choices=Channel.choices)
+    address = models.CharField(max_length=255)
+    verified_at = models.DateTimeField(null=True, blank=True)
+    blocked_at = models.DateTimeField(null=True, blank=True)
+    blocked_reason = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["channel", "address"], name="contact_unique_address")
+        ]
+        indexes = [models.Index(fields=["patient", "channel"])]
+
+    def __str__(self) -> str:
+        return f"{self.get_channel_display()} contact #{self.pk}"

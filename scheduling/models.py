@@ -1,0 +1,192 @@
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from patients.models import Channel, Contact, Organization, Patient, validate_timezone
+
+
+def default_delivery_window() -> int:
+    return settings.DELIVERY_DEFAULT_WINDOW_SECONDS
+
+
+class ContentFormat(models.TextChoices):
+    TEXT = "text", "Plain text"
+    HTML = "html", "HTML"
+
+
+class MessageStatus(models.TextChoices):
+    ACTIVE = "active", "Active"
+    PAUSED = "paused", "Paused"
+    COMPLETED = "completed", "Completed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class ScheduledMessage(models.Model):
+    """What to send to whom, and when: one time, or by an RFC 5545 recurrence rule."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="+")
+    patient = models.ForeignKey(
+        Patient, on_delete=models.CASCADE, related_name="scheduled_messages"
+    )
+    channel = models.CharField(max_length=16, choices=Channel.choices)
+    content = models.TextField()
+    format = models.CharField(
+        max_length=8, choices=ContentFormat.choices, default=ContentFormat.TEXT
+    )
+    priority = models.PositiveSmallIntegerField(default=3, help_text="1 is the most urgent")
+    status = models.CharField(
+        max_length=16, choices=MessageStatus.choices, default=MessageStatus.ACTIVE
+    )
+    status_reason = models.CharField(max_length=255, blank=True)
+    starts_at = models.DateTimeField(help_text="The first occurrence (UTC).")
+    next_run_at = models.DateTimeField(null=True, blank=True, help_text="UTC; empty when done.")
+    recurrence = models.TextField(
+        blank=True, help_text="RFC 5545 RRULE; empty for a one-time message."
+    )
+    timezone = models.CharField(
+        max_length=64,
+        blank=True,
+        validators=[validate_timezone],
+        help_text="IANA time zone the rule is read in; empty means the patient's.",
+    )
+    delivery_window_seconds = models.PositiveIntegerField(
+        default=default_delivery_window,
+        help_text="How late a delivery may still be sent; past it the delivery expires.",
+    )
+    metadata = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [
+            # The dispatcher's only read: cost follows the due rows, not the table.
+            models.Index(
+                fields=["next_run_at"],
+                name="message_due_idx",
+                condition=Q(status="active"),
+            ),
+            models.Index(fields=["patient", "status"]),
+            models.Index(fields=["organization", "status"]),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(priority__gte=1, priority__lte=5), name="message_priority_1_to_5"
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="active") | Q(next_run_at__isnull=False),
+                name="message_active_has_next_run",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Message #{self.pk}"
+
+    @property
+    def is_recurring(self) -> bool:
+        return bool(self.recurrence)
+
+    @property
+    def zone_name(self) -> str:
+        return self.timezone or self.patient.timezone
+
+
+class DeliveryStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    SENDING = "sending", "Sending"
+    SENT = "sent", "Sent"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+    EXPIRED = "expired", "Expired"
+
+
+FINAL_DELIVERY_STATUSES = frozenset(
+    {DeliveryStatus.SENT, DeliveryStatus.FAILED, DeliveryStatus.CANCELLED, DeliveryStatus.EXPIRED}
+)
+
+
+class Delivery(models.Model):
+    """One occurrence of a message on its way to one patient."""
+
+    message = models.ForeignKey(
+        ScheduledMessage, on_delete=models.CASCADE, related_name="deliveries"
+    )
+    occurrence_at = models.DateTimeField()
+    channel = models.CharField(max_length=16, choices=Channel.choices)
+    contact = models.ForeignKey(
+        Contact, on_delete=models.SET_NULL, null=True, blank=True, related_name="deliveries"
+    )
+    status = models.CharField(
+        max_length=16, choices=DeliveryStatus.choices, default=DeliveryStatus.QUEUED
+    )
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(help_text="When the next try may start.")
+    expires_at = models.DateTimeField(help_text="Past this, the delivery is not sent.")
+    lease_until = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    provider_message_id = models.CharField(max_length=128, blank=True)
+    error_code = models.CharField(max_length=64, blank=True)
+    error_text = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "deliveries"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["message", "occurrence_at"], name="delivery_once_per_occurrence"
+            )
+        ]
+        indexes = [
+            # The reaper's two reads: lost queued tasks and sends whose worker died.
+            models.Index(
+                fields=["next_attempt_at"],
+                name="delivery_queued_idx",
+                condition=Q(status="queued"),
+            ),
+            models.Index(
+                fields=["lease_until"],
+                name="delivery_sending_idx",
+                condition=Q(status="sending"),
+            ),
+            models.Index(fields=["status", "occurrence_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"Delivery #{self.pk}"
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_DELIVERY_STATUSES
+
+
+class AttemptOutcome(models.TextChoices):
+    IN_PROGRESS = "in_progress", "In progress"
+    SENT = "sent", "Sent"
+    TRANSIENT = "transient", "Transient error"
+    PERMANENT = "permanent", "Permanent error"
+    BLOCKED = "blocked", "Recipient blocked"
+    INTERRUPTED = "interrupted", "Interrupted (worker lost)"
+
+
+class DeliveryAttempt(models.Model):
+    """One try at the provider, written before the send and completed after it."""
+
+    delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="attempt_log")
+    number = models.PositiveSmallIntegerField()
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(
+        max_length=16, choices=AttemptOutcome.choices, default=AttemptOutcome.IN_PROGRESS
+    )
+    error_code = models.CharField(max_length=64, blank=True)
+    error_text = models.TextField(blank=True)
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["delivery", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["delivery", "number"], name="attempt_number_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"Attempt {self.number} of delivery #{self.delivery_id}"

@@ -1,0 +1,39 @@
+"""The system's periodic tasks, registered in django-celery-beat from this one place."""
+
+from django.conf import settings
+from django.db import transaction
+from django_celery_beat.models import IntervalSchedule, PeriodicTask
+
+
+def system_periodic_tasks() -> list[tuple[str, str, int]]:
+    """(PeriodicTask name, task name, every N seconds)."""
+    return [
+        ("scheduler: dispatch due messages", "scheduling.dispatch_due",
+         settings.SCHEDULER_TICK_SECONDS),
+        ("scheduler: reap stuck deliveries", "scheduling.reap_stuck_deliveries",
+         settings.DELIVERY_REAPER_SECONDS),
+    ]  # fmt: skip
+
+
+@transaction.atomic
+def register_periodic_tasks() -> list[PeriodicTask]:
+    """Idempotent. Intervals follow settings on every run; `enabled` is left as the
+    operator set it, so a task switched off in the admin stays off across deploys."""
+    registered = []
+    for name, task, seconds in system_periodic_tasks():
+        interval, _ = IntervalSchedule.objects.get_or_create(
+            every=seconds, period=IntervalSchedule.SECONDS
+        )
+        periodic, _ = PeriodicTask.objects.update_or_create(
+            name=name,
+            defaults={
+                "task": task,
+                "interval": interval,
+                "queue": settings.SCHEDULER_QUEUE,
+                # A tick that waited longer than its own interval is stale: the next
+                # one does the same work, so an outage does not leave a pile of them.
+                "expire_seconds": seconds,
+            },
+        )
+        registered.append(periodic)
+    return registered

@@ -1,0 +1,56 @@
+"""Heals deliveries that lost their task: a dead worker, or a broker that lost its queue.
+
+The database is the source of truth and the broker only carries ids, so re-sending an
+id is always safe: deliver_message claims a delivery once.
+"""
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import partial
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from scheduling.models import Delivery, DeliveryStatus
+from scheduling.queueing import enqueue_deliveries
+
+logger = logging.getLogger(__name__)
+
+REAP_BATCH = 1000
+
+
+@dataclass(frozen=True)
+class ReapResult:
+    lease_expired: int
+    requeued: int
+
+
+@transaction.atomic
+def reap_stuck_deliveries(*, now: datetime | None = None) -> ReapResult:
+    now = now or timezone.now()
+    # A send whose worker died: queue it again; deliver() marks the open attempt
+    # "interrupted" when it claims the delivery.
+    expired_leases = list(
+        Delivery.objects.filter(status=DeliveryStatus.SENDING, lease_until__lt=now)
+        .select_for_update(skip_locked=True)
+        .values_list("pk", "channel")[:REAP_BATCH]
+    )
+    # A queued delivery whose task never ran (lost with the broker, or never published).
+    overdue = now - timedelta(seconds=settings.DELIVERY_REQUEUE_AFTER_SECONDS)
+    lost = list(
+        Delivery.objects.filter(status=DeliveryStatus.QUEUED, next_attempt_at__lt=overdue)
+        .select_for_update(skip_locked=True)
+        .values_list("pk", "channel")[:REAP_BATCH]
+    )
+    # Pushing next_attempt_at to now gives each a fresh grace period before the next reap.
+    Delivery.objects.filter(pk__in=[pk for pk, _ in lost]).update(next_attempt_at=now)
+    items = expired_leases + lost
+    if items:
+        transaction.on_commit(partial(enqueue_deliveries, items))
+        logger.warning(
+            "reaper: %d sends lost their worker, %d queued deliveries lost their task",
+            len(expired_leases), len(lost),
+        )  # fmt: skip
+    return ReapResult(lease_expired=len(expired_leases), requeued=len(lost))
