@@ -1,0 +1,168 @@
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import redis
+from django.conf import settings as django_settings
+from django.utils import timezone
+
+from patients.models import Channel, Contact, Organization, Patient
+from tests.fakes.telegram_server import FakeTelegram
+
+ROOT = Path(__file__).resolve().parent.parent
+CELERY = str(Path(sys.executable).parent / "celery")
+
+
+@pytest.fixture
+def fake_telegram(settings):
+    """A fake Bot API server, and settings pointing the Telegram adapter at it."""
+    fake = FakeTelegram().start()
+    settings.TELEGRAM_API_BASE_URL = fake.base_url
+    settings.TELEGRAM_BOT_TOKEN = "123456:TEST-TOKEN"
+    settings.CHANNEL_SANDBOX = False
+    yield fake
+    fake.stop()
+
+
+class Broker:
+    """The test Redis database (REDIS_URL, db 15 by default), emptied around each test."""
+
+    def __init__(self, url: str) -> None:
+        self.client = redis.Redis.from_url(url)
+
+    def queue_length(self, queue: str) -> int:
+        return self.client.llen(queue)
+
+    def flush(self) -> None:
+        self.client.flushdb()
+
+
+@pytest.fixture
+def broker():
+    broker = Broker(django_settings.REDIS_URL)
+    broker.flush()
+    yield broker
+    broker.flush()
+
+
+@pytest.fixture
+def organization(db):
+    return Organization.objects.create(name="Clinic A", slug="clinic-a")
+
+
+@pytest.fixture
+def make_patient(organization):
+    counter = iter(range(1, 1_000_000))
+
+    def make(*, chat_id: str | None = "auto", zone: str = "Europe/Berlin", org=None) -> Patient:
+        number = next(counter)
+        patient = Patient.objects.create(
+            organization=org or organization,
+            name=f"Patient {number}",
+            timezone=zone,
+            preferred_channel=Channel.TELEGRAM if chat_id else Channel.WEB,
+        )
+        if chat_id:
+            address = f"{700000 + number}" if chat_id == "auto" else chat_id
+            Contact.objects.create(patient=patient, channel=Channel.TELEGRAM, address=address)
+        return patient
+
+    return make
+
+
+@pytest.fixture
+def patient(make_patient):
+    return make_patient()
+
+
+def ago(seconds: float):
+    return timezone.now() - timedelta(seconds=seconds)
+
+
+def from_now(seconds: float):
+    return timezone.now() + timedelta(seconds=seconds)
+
+
+class CeleryStack:
+    """Real `celery worker` and `celery beat` processes against the test database."""
+
+    def __init__(self, log_dir: Path, env: dict[str, str]) -> None:
+        self.log_dir = log_dir
+        self.env = env
+        self.processes: dict[str, subprocess.Popen] = {}
+
+    def start(self, name: str, args: list[str]) -> None:
+        log = open(self.log_dir / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
+        self.processes[name] = subprocess.Popen(
+            [CELERY, "-A", "companion", *args], cwd=ROOT, env=self.env,
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+
+    def log(self, name: str) -> str:
+        path = self.log_dir / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def wait_for_log(self, name: str, text: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text in self.log(name):
+                return
+            if self.processes[name].poll() is not None:
+                break
+            time.sleep(0.1)
+        raise AssertionError(f"{name} did not log {text!r}:\n{self.log(name)[-4000:]}")
+
+    def kill(self, name: str, sig: int = signal.SIGTERM, timeout: float = 15) -> None:
+        process = self.processes[name]
+        if process.poll() is None:
+            os.killpg(process.pid, sig)
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+    def stop(self) -> None:
+        for name in list(self.processes):
+            self.kill(name)
+
+
+def test_database_url() -> str:
+    db = django_settings.DATABASES["default"]
+    auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
+    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+test_database_url.__test__ = False  # a helper, not a test
+
+
+@pytest.fixture
+def celery_stack(transactional_db, fake_telegram, broker, tmp_path):
+    """Worker + Beat processes; Beat ticks dispatch_due every second."""
+    from scheduling.periodic import register_periodic_tasks
+
+    register_periodic_tasks()
+    env = {
+        **os.environ,
+        "DATABASE_URL": test_database_url(),
+        "REDIS_URL": django_settings.REDIS_URL,
+        "TELEGRAM_API_BASE_URL": fake_telegram.base_url,
+        "TELEGRAM_BOT_TOKEN": django_settings.TELEGRAM_BOT_TOKEN,
+        "SCHEDULER_TICK_SECONDS": "1",
+        "DELIVERY_RETRY_BASE_SECONDS": "0.5",
+        "DATABASE_CONN_MAX_AGE": "0",
+    }
+    stack = CeleryStack(tmp_path, env)
+    queues = ",".join([django_settings.SCHEDULER_QUEUE, *django_settings.DELIVERY_QUEUES.values()])
+    stack.start("worker", ["worker", "--queues", queues, "--concurrency", "2", "--loglevel",
+                           "INFO", "--hostname", f"e2e-{os.getpid()}@%h", "--without-gossip",
+                           "--without-mingle"])  # fmt: skip
+    stack.start("beat", ["beat", "--loglevel", "INFO", "--pidfile=", "--max-interval", "1"])
+    stack.wait_for_log("worker", "ready.")
+    yield stack
+    stack.stop()

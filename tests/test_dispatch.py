@@ -1,0 +1,161 @@
+import threading
+from datetime import timedelta
+
+import pytest
+from django.db import connection, transaction
+from django.forms.models import model_to_dict
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from scheduling.dispatch import dispatch_due, due_messages
+from scheduling.models import Delivery, DeliveryStatus, MessageStatus, ScheduledMessage
+from scheduling.services import message_schedule
+from tests.conftest import ago, from_now
+
+
+def schedule_many(patient, count, starts_at, **kwargs):
+    return [
+        message_schedule(patient=patient, content=f"m{i}", starts_at=starts_at, **kwargs)
+        for i in range(count)
+    ]
+
+
+def test_it_creates_one_queued_delivery_per_due_message_and_completes_one_time_messages(patient):
+    due = schedule_many(patient, 3, ago(5))
+    future = message_schedule(patient=patient, content="later", starts_at=from_now(600))
+
+    assert dispatch_due() == 3
+
+    for message in due:
+        message.refresh_from_db()
+        assert message.status == MessageStatus.COMPLETED
+        assert message.next_run_at is None
+        delivery = message.deliveries.get()
+        assert delivery.status == DeliveryStatus.QUEUED
+        assert delivery.occurrence_at == message.starts_at
+        assert delivery.expires_at == message.starts_at + timedelta(
+            seconds=message.delivery_window_seconds
+        )
+    assert not future.deliveries.exists()
+
+
+def test_it_enqueues_each_delivery_on_its_channel_queue_only_after_commit(
+    transactional_db, make_patient, broker
+):
+    telegram_patient, web_patient = make_patient(), make_patient(chat_id=None)
+    message_schedule(patient=telegram_patient, content="a", starts_at=ago(1))
+    message_schedule(patient=web_patient, content="b", starts_at=ago(1))
+
+    with transaction.atomic():
+        dispatch_due()
+        assert broker.queue_length("deliver.telegram") == 0, "published before commit"
+    assert broker.queue_length("deliver.telegram") == 1
+    assert broker.queue_length("deliver.web") == 1
+
+
+def test_a_recurring_message_advances_to_its_next_occurrence_without_a_burst(patient):
+    # Started 3 days ago, daily: a dispatcher that was down must not send 3 stale copies.
+    start = timezone.now() - timedelta(days=3)
+    message = message_schedule(
+        patient=patient, content="daily", starts_at=start, recurrence="FREQ=DAILY"
+    )
+
+    assert dispatch_due() == 1
+    assert dispatch_due() == 0
+
+    message.refresh_from_db()
+    assert message.status == MessageStatus.ACTIVE
+    assert timezone.now() < message.next_run_at <= timezone.now() + timedelta(days=1)
+    assert message.deliveries.count() == 1
+
+
+def test_a_dispatched_occurrence_is_never_given_a_second_delivery(patient):
+    message = message_schedule(patient=patient, content="once", starts_at=ago(1))
+    dispatch_due()
+    first = message.deliveries.get()
+    # An operator (or a bug) puts the message back on the same occurrence.
+    ScheduledMessage.objects.filter(pk=message.pk).update(
+        status=MessageStatus.ACTIVE, next_run_at=message.starts_at
+    )
+
+    dispatch_due()
+
+    assert list(message.deliveries.all()) == [first]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_dispatchers_at_once_create_each_delivery_exactly_once(make_patient, broker):
+    patients = [make_patient() for _ in range(3)]
+    for p in patients:
+        schedule_many(p, 100, ago(10))
+    barrier = threading.Barrier(2)
+    claimed = []
+
+    def run() -> None:
+        try:
+            barrier.wait()
+            claimed.append(dispatch_due(batch_size=20))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sum(claimed) == 300
+    assert Delivery.objects.count() == 300
+    assert Delivery.objects.values("message").distinct().count() == 300
+    assert broker.queue_length("deliver.telegram") == 300
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_dispatcher_skips_rows_another_dispatcher_holds(patient, broker):
+    schedule_many(patient, 5, ago(1))
+    locked = threading.Event()
+    release = threading.Event()
+
+    def hold_rows() -> None:
+        with transaction.atomic():
+            list(due_messages(timezone.now(), 100))
+            locked.set()
+            release.wait(10)
+        connection.close()
+
+    holder = threading.Thread(target=hold_rows)
+    holder.start()
+    assert locked.wait(10)
+    try:
+        assert dispatch_due() == 0, "waited for or re-claimed rows another dispatcher holds"
+        assert Delivery.objects.count() == 0
+    finally:
+        release.set()
+        holder.join()
+    assert dispatch_due() == 5
+
+
+def test_an_idle_tick_reads_only_the_due_index_and_writes_nothing(patient):
+    template = message_schedule(patient=patient, content="later", starts_at=from_now(3600))
+    ScheduledMessage.objects.bulk_create(
+        [ScheduledMessage(**{**model_to_dict(template, exclude=["id", "organization", "patient"]),
+                             "organization_id": template.organization_id, "patient": patient})
+         for _ in range(2000)]
+    )  # fmt: skip
+    before = list(ScheduledMessage.objects.values_list("updated_at", flat=True).order_by("id"))
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE scheduling_scheduledmessage")
+
+    with CaptureQueriesContext(connection) as queries:
+        assert dispatch_due() == 0
+
+    statements = [q["sql"] for q in queries.captured_queries if "SAVEPOINT" not in q["sql"]]
+    assert len(statements) == 1 and statements[0].startswith("SELECT"), statements
+    after = list(ScheduledMessage.objects.values_list("updated_at", flat=True).order_by("id"))
+    assert after == before
+    query = due_messages(timezone.now(), 500)
+    sql, params = query.query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(f"EXPLAIN {sql}", params)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "message_due_idx" in plan, plan
