@@ -1,0 +1,34 @@
+from django_celery_beat.models import PeriodicTask
+
+from scheduling.periodic import register_periodic_tasks
+
+
+def test_it_registers_dispatch_and_reaper_idempotently(db, settings):
+    settings.SCHEDULER_TICK_SECONDS = 5
+    register_periodic_tasks()
+    register_periodic_tasks()
+
+    tasks = {t.task: t for t in PeriodicTask.objects.all()}
+    assert set(tasks) == {"scheduling.dispatch_due", "scheduling.reap_stuck_deliveries"}
+    dispatch = tasks["scheduling.dispatch_due"]
+    assert (dispatch.interval.every, dispatch.interval.period) == (5, "seconds")
+    assert dispatch.queue == settings.SCHEDULER_QUEUE
+
+
+def test_it_follows_the_tick_setting_but_keeps_an_operators_disable(db, settings):
+    register_periodic_tasks()
+    PeriodicTask.objects.filter(task="scheduling.reap_stuck_deliveries").update(enabled=False)
+    settings.SCHEDULER_TICK_SECONDS = 2
+
+    register_periodic_tasks()
+
+    assert PeriodicTask.objects.get(task="scheduling.dispatch_due").interval.every == 2
+    assert not PeriodicTask.objects.get(task="scheduling.reap_stuck_deliveries").enabled
+
+
+def test_every_registered_task_exists_in_the_celery_app(db):
+    from companion.celery import app
+
+    app.loader.import_default_modules()
+    for task in register_periodic_tasks():
+        assert task.task in app.tasks
