@@ -51,7 +51,9 @@ def test_a_message_due_in_3_seconds_reaches_telegram_through_beat_and_a_worker(
     assert len(fake_telegram.sent()) == 1
 
 
-def test_a_message_cancelled_before_its_time_is_never_sent(celery_stack, fake_telegram, make_patient):
+def test_a_message_cancelled_before_its_time_is_never_sent(
+    celery_stack, fake_telegram, make_patient
+):
     cancelled_patient, control_patient = make_patient(), make_patient()
     cancelled = message_schedule(patient=cancelled_patient, content="x", starts_at=from_now(2))
     control = message_schedule(patient=control_patient, content="y", starts_at=from_now(3))

@@ -21,7 +21,8 @@ def test_it_requeues_a_queued_delivery_whose_task_was_lost(
 ):
     lost, fresh = dispatched(patient, 2)
     Delivery.objects.filter(pk=lost.pk).update(
-        next_attempt_at=timezone.now() - timedelta(seconds=settings.DELIVERY_REQUEUE_AFTER_SECONDS + 5)
+        next_attempt_at=timezone.now()
+        - timedelta(seconds=settings.DELIVERY_REQUEUE_AFTER_SECONDS + 5)
     )
 
     with django_capture_on_commit_callbacks(execute=True):

@@ -90,5 +90,6 @@ def test_celery_reads_the_reliability_settings():
     assert app.conf.worker_prefetch_multiplier == 1
     assert app.conf.broker_url == settings.REDIS_URL
     assert {q.name for q in app.conf.task_queues} == {
-        settings.SCHEDULER_QUEUE, *settings.DELIVERY_QUEUES.values()
+        settings.SCHEDULER_QUEUE,
+        *settings.DELIVERY_QUEUES.values(),
     }

@@ -155,8 +155,17 @@ class FakeTelegram:
                 if method == "sendMessage":
                     reply = fake._next_reply(str(params.get("chat_id")))
                 elif method == "getMe":
-                    reply = Reply(body={"ok": True, "result": {
-                        "id": 42, "is_bot": True, "first_name": "Fake", "username": "fake_bot"}})
+                    reply = Reply(
+                        body={
+                            "ok": True,
+                            "result": {
+                                "id": 42,
+                                "is_bot": True,
+                                "first_name": "Fake",
+                                "username": "fake_bot",
+                            },
+                        }
+                    )
                 else:
                     reply = Reply(404, {"ok": False, "error_code": 404, "description": "Not Found"})
                 if reply.delay:

@@ -1,0 +1,97 @@
+import pytest
+from django.contrib.auth.models import User
+from django.urls import reverse
+
+from channels_app.models import SandboxMessage
+from scheduling.demo import create_demo_data
+from scheduling.dispatch import dispatch_due
+from scheduling.models import MessageStatus, ScheduledMessage
+from scheduling.services import message_schedule
+from tests.conftest import ago
+
+ADMIN_MODELS = [
+    "patients_organization", "patients_patient", "patients_contact",
+    "scheduling_scheduledmessage", "scheduling_delivery",
+    "channels_app_sandboxmessage", "channels_app_inboxmessage",
+    "django_celery_beat_periodictask",
+]  # fmt: skip
+
+
+@pytest.fixture
+def demo_client(client, db):
+    create_demo_data()
+    client.force_login(User.objects.get(username="demo"))
+    return client
+
+
+@pytest.mark.parametrize("model", ADMIN_MODELS)
+def test_the_demo_provider_can_open_every_admin_list(demo_client, model):
+    response = demo_client.get(reverse(f"admin:{model}_changelist"))
+    assert response.status_code == 200
+
+
+def test_a_message_page_shows_its_deliveries_and_a_delivery_its_attempts(
+    demo_client, fake_telegram, patient
+):
+    from scheduling.delivery import deliver
+
+    message = message_schedule(patient=patient, content="x", starts_at=ago(1))
+    dispatch_due()
+    delivery = message.deliveries.get()
+    deliver(delivery.pk)
+
+    page = demo_client.get(reverse("admin:scheduling_scheduledmessage_change", args=[message.pk]))
+    assert page.status_code == 200
+    assert b"Sent" in page.content
+    page = demo_client.get(reverse("admin:scheduling_delivery_change", args=[delivery.pk]))
+    assert page.status_code == 200
+    assert b"Attempt" in page.content or b"attempt" in page.content
+
+
+def test_the_admin_cancel_action_cancels_messages(demo_client):
+    ids = list(ScheduledMessage.objects.values_list("pk", flat=True)[:2])
+    response = demo_client.post(
+        reverse("admin:scheduling_scheduledmessage_changelist"),
+        {"action": "cancel_messages", "_selected_action": ids},
+    )
+    assert response.status_code == 302
+    statuses = set(ScheduledMessage.objects.filter(pk__in=ids).values_list("status", flat=True))
+    assert statuses == {MessageStatus.CANCELLED}
+
+
+def test_the_sandbox_page_is_labelled_and_lists_what_would_have_been_sent(demo_client, settings):
+    settings.CHANNEL_SANDBOX = True
+    SandboxMessage.objects.create(channel="telegram", address="100001", delivery_id=1,
+                                  text="Check-in: how are you?")  # fmt: skip
+    page = demo_client.get("/sandbox/")
+    assert page.status_code == 200
+    assert b"SANDBOX: nothing on this page was sent to Telegram" in page.content
+    assert b"Check-in: how are you?" in page.content
+
+
+def test_the_sandbox_page_does_not_exist_when_the_sandbox_is_off(demo_client, settings):
+    settings.CHANNEL_SANDBOX = False
+    assert demo_client.get("/sandbox/").status_code == 404
+
+
+def test_the_sandbox_page_needs_a_staff_login(client, db, settings):
+    settings.CHANNEL_SANDBOX = True
+    response = client.get("/sandbox/")
+    assert response.status_code == 302
+    assert "/admin/login/" in response["Location"]
+
+
+def test_demo_data_is_created_once_with_schedules_due_within_a_minute(db):
+    assert create_demo_data() is True
+    assert create_demo_data() is False
+    messages = ScheduledMessage.objects.filter(status=MessageStatus.ACTIVE)
+    assert messages.count() == 6
+    first_due = min(m.next_run_at for m in messages)
+    from django.utils import timezone
+
+    assert (first_due - timezone.now()).total_seconds() < 60
+    assert set(messages.values_list("channel", flat=True)) == {"telegram", "web"}
+
+
+def test_the_liveness_endpoint_answers(client):
+    assert client.get("/healthz").json() == {"status": "ok"}
