@@ -47,34 +47,29 @@ def boolean(name: str, default: bool) -> bool:
     raise ImproperlyConfigured(f"{name}={value!r} is not a boolean; use true or false")
 
 
+def _numeric(name, default, cast, what: str, minimum, maximum):
+    value = _raw(name)
+    if value is None or value.strip() == "":
+        return default
+    try:
+        result = cast(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={value!r} is not {what}") from None
+    if minimum is not None and result < minimum:
+        raise ImproperlyConfigured(f"{name}={result} is below its minimum of {minimum}")
+    if maximum is not None and result > maximum:
+        raise ImproperlyConfigured(f"{name}={result} is above its maximum of {maximum}")
+    return result
+
+
 def integer(
     name: str, default: int, *, minimum: int | None = None, maximum: int | None = None
 ) -> int:
-    value = _raw(name)
-    if value is None or value.strip() == "":
-        return default
-    try:
-        number = int(value)
-    except ValueError:
-        raise ImproperlyConfigured(f"{name}={value!r} is not a whole number") from None
-    if minimum is not None and number < minimum:
-        raise ImproperlyConfigured(f"{name}={number} is below its minimum of {minimum}")
-    if maximum is not None and number > maximum:
-        raise ImproperlyConfigured(f"{name}={number} is above its maximum of {maximum}")
-    return number
+    return _numeric(name, default, int, "a whole number", minimum, maximum)
 
 
 def number(name: str, default: float, *, minimum: float = 0.0) -> float:
-    value = _raw(name)
-    if value is None or value.strip() == "":
-        return default
-    try:
-        result = float(value)
-    except ValueError:
-        raise ImproperlyConfigured(f"{name}={value!r} is not a number") from None
-    if result < minimum:
-        raise ImproperlyConfigured(f"{name}={result} is below its minimum of {minimum}")
-    return result
+    return _numeric(name, default, float, "a number", minimum, None)
 
 
 def words(name: str, default: list[str]) -> list[str]:

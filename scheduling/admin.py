@@ -1,7 +1,16 @@
+from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+from django.utils import timezone
 
+from channels_app.content import validate_content
 from scheduling.models import Delivery, DeliveryAttempt, MessageStatus, ScheduledMessage
-from scheduling.services import message_cancel
+from scheduling.services import (
+    choose_channel,
+    message_cancel,
+    next_run_after,
+    validate_recurrence,
+)
 
 
 class ReadOnlyInline(admin.TabularInline):
@@ -28,22 +37,57 @@ class AttemptInline(ReadOnlyInline):
               "duration_ms"]  # fmt: skip
 
 
+class ScheduledMessageForm(forms.ModelForm):
+    """The same checks as scheduling.services.message_schedule, shown on the form."""
+
+    class Meta:
+        model = ScheduledMessage
+        fields = ["patient", "channel", "content", "format", "priority", "starts_at",
+                  "recurrence", "timezone", "delivery_window_seconds", "metadata"]  # fmt: skip
+
+    def clean(self):
+        data = super().clean()
+        patient = data.get("patient")
+        if patient is None or self.errors:
+            return data
+        try:
+            choose_channel(patient, data.get("channel"))
+            validate_content(data["channel"], data.get("content", ""), data.get("format", "text"))
+            probe = ScheduledMessage(patient=patient, **{
+                k: data.get(k) for k in ("recurrence", "starts_at", "timezone")})  # fmt: skip
+            validate_recurrence(probe)
+        except ValidationError as error:
+            for field, problems in error.message_dict.items():
+                self.add_error(field if field in self.fields else None, problems)
+        return data
+
+
 @admin.register(ScheduledMessage)
 class ScheduledMessageAdmin(admin.ModelAdmin):
+    form = ScheduledMessageForm
     list_display = ["id", "patient", "organization", "channel", "status", "next_run_at",
                     "recurrence", "priority"]  # fmt: skip
     list_filter = ["status", "channel", "organization", "priority"]
     search_fields = ["id", "patient__name"]
     date_hierarchy = "next_run_at"
     raw_id_fields = ["patient"]
-    readonly_fields = ["organization", "next_run_at", "status_reason", "created_at", "updated_at"]
+    # Status changes go through actions, so a row can never be set active without a next run.
+    readonly_fields = ["organization", "status", "status_reason", "next_run_at", "created_at",
+                       "updated_at"]  # fmt: skip
     inlines = [DeliveryInline]
     actions = ["cancel_messages"]
 
     def save_model(self, request, obj, form, change) -> None:
         obj.organization_id = obj.patient.organization_id
-        if not change:
-            obj.next_run_at = obj.starts_at
+        timing_changed = {"starts_at", "recurrence", "timezone"} & set(form.changed_data)
+        if obj.status == MessageStatus.ACTIVE and (not change or timing_changed):
+            now = timezone.now()
+            obj.next_run_at = (
+                obj.starts_at if obj.starts_at >= now or not obj.recurrence
+                else next_run_after(obj, obj.starts_at, now)
+            )  # fmt: skip
+            if obj.next_run_at is None:
+                obj.status = MessageStatus.COMPLETED
         super().save_model(request, obj, form, change)
 
     @admin.action(description="Cancel the selected messages")

@@ -75,14 +75,19 @@ def message_schedule(
     if delivery_window_seconds is not None:
         message.delivery_window_seconds = delivery_window_seconds
     message.full_clean()
-    if message.recurrence:
-        try:
-            parse_rule(message.recurrence, starts_at=starts_at, zone_name=message.zone_name)
-        except (ValueError, TypeError) as exc:
-            raise ValidationError({"recurrence": f"Not a valid RRULE: {exc}."}) from exc
+    validate_recurrence(message)
     message.save()
     logger.info("message %s scheduled for patient %s on %s", message.pk, patient.pk, chosen)
     return message
+
+
+def validate_recurrence(message: ScheduledMessage) -> None:
+    if not message.recurrence:
+        return
+    try:
+        parse_rule(message.recurrence, starts_at=message.starts_at, zone_name=message.zone_name)
+    except (ValueError, TypeError) as exc:
+        raise ValidationError({"recurrence": f"Not a valid RRULE: {exc}."}) from exc
 
 
 def next_run_after(message: ScheduledMessage, occurrence: datetime, now: datetime):

@@ -95,3 +95,41 @@ def test_demo_data_is_created_once_with_schedules_due_within_a_minute(db):
 
 def test_the_liveness_endpoint_answers(client):
     assert client.get("/healthz").json() == {"status": "ok"}
+
+
+def admin_add_form(patient, **overrides):
+    data = {
+        "patient": patient.pk, "channel": "telegram", "content": "Take your pills",
+        "format": "text", "priority": 3, "starts_at_0": "2030-01-01", "starts_at_1": "09:00:00",
+        "recurrence": "", "timezone": "", "delivery_window_seconds": 3600, "metadata": "{}",
+        "deliveries-TOTAL_FORMS": 0, "deliveries-INITIAL_FORMS": 0,
+    }  # fmt: skip
+    return {**data, **overrides}
+
+
+def test_a_message_added_in_the_admin_is_scheduled_for_its_patient(demo_client, patient):
+    response = demo_client.post(
+        reverse("admin:scheduling_scheduledmessage_add"), admin_add_form(patient)
+    )
+    assert response.status_code == 302, response.content.decode()[-2000:]
+    message = ScheduledMessage.objects.get(patient=patient)
+    assert message.organization_id == patient.organization_id
+    assert message.next_run_at == message.starts_at
+    assert message.status == MessageStatus.ACTIVE
+
+
+@pytest.mark.parametrize(
+    ("overrides", "shown"),
+    [({"format": "html", "content": "<div>x</div>"}, "&lt;div&gt; is not allowed"),
+     ({"recurrence": "FREQ=NEVER"}, "Not a valid RRULE"),
+     ({"content": "x" * 4100}, "telegram allows 4096")],
+)  # fmt: skip
+def test_the_admin_form_shows_what_is_wrong_and_saves_nothing(
+    demo_client, patient, overrides, shown
+):
+    response = demo_client.post(
+        reverse("admin:scheduling_scheduledmessage_add"), admin_add_form(patient, **overrides)
+    )
+    assert response.status_code == 200
+    assert shown in response.content.decode()
+    assert not ScheduledMessage.objects.filter(patient=patient).exists()
