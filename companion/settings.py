@@ -129,6 +129,13 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 
 # --- Scheduling --------------------------------------------------------------------
 SCHEDULER_TICK_SECONDS = env.integer("SCHEDULER_TICK_SECONDS", 5, minimum=1, maximum=3600)
+# Rules that repeat every few seconds exist for tests and demos, never for patients.
+SCHEDULER_ALLOW_SECONDLY = env.boolean("SCHEDULER_ALLOW_SECONDLY", False)
+# After an outage, at most this many missed occurrences of one message are recorded as
+# expired rows (the care team's view of what was missed); the rest are counted in the log.
+DISPATCH_MISSED_RECORD_LIMIT = env.integer(
+    "DISPATCH_MISSED_RECORD_LIMIT", 1000, minimum=1, maximum=100_000
+)
 DISPATCH_BATCH_SIZE = env.integer("DISPATCH_BATCH_SIZE", 500, minimum=1, maximum=10_000)
 DELIVERY_MAX_ATTEMPTS = env.integer("DELIVERY_MAX_ATTEMPTS", 5, minimum=1, maximum=50)
 DELIVERY_RETRY_BASE_SECONDS = env.number("DELIVERY_RETRY_BASE_SECONDS", 2.0, minimum=0.1)

@@ -1,6 +1,7 @@
 from django.contrib import admin
 
 from patients.models import Contact, Organization, Patient
+from scheduling.services import patient_reschedule
 
 
 @admin.register(Organization)
@@ -22,6 +23,13 @@ class PatientAdmin(admin.ModelAdmin):
     list_filter = ["organization", "preferred_channel", "timezone"]
     search_fields = ["name"]
     inlines = [ContactInline]
+
+    def save_model(self, request, obj, form, change) -> None:
+        super().save_model(request, obj, form, change)
+        timing = {"timezone", "quiet_hours_start", "quiet_hours_end"} & set(form.changed_data)
+        if change and timing:
+            previous_zone = form.initial.get("timezone")
+            patient_reschedule(obj, previous_zone=previous_zone)
 
 
 @admin.register(Contact)

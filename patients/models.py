@@ -2,6 +2,7 @@ import zoneinfo
 
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.db.models import F, Q
 
 
 def validate_timezone(value: str) -> None:
@@ -42,16 +43,39 @@ class Patient(models.Model):
     )
     onboarding_done = models.BooleanField(default=False)
     opted_out_at = models.DateTimeField(null=True, blank=True)
+    quiet_hours_start = models.TimeField(
+        null=True, blank=True, help_text="Local time from which nothing is sent, e.g. 22:00."
+    )
+    quiet_hours_end = models.TimeField(
+        null=True, blank=True, help_text="Local time at which sending resumes, e.g. 07:00."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["name", "id"]
         indexes = [models.Index(fields=["organization", "name"])]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(quiet_hours_start__isnull=True, quiet_hours_end__isnull=True)
+                | (
+                    Q(quiet_hours_start__isnull=False, quiet_hours_end__isnull=False)
+                    & ~Q(quiet_hours_start=F("quiet_hours_end"))
+                ),
+                name="patient_quiet_hours_both_or_neither",
+            )
+        ]
 
     def __str__(self) -> str:
         # Admin pages are for the care team, who may see names; logs use ids.
         return self.name
+
+    def clean(self) -> None:
+        start, end = self.quiet_hours_start, self.quiet_hours_end
+        if (start is None) != (end is None):
+            raise ValidationError({"quiet_hours_end": "Give both ends of quiet hours, or none."})
+        if start is not None and start == end:
+            raise ValidationError({"quiet_hours_end": "Quiet hours must end at another time."})
 
     @property
     def zone(self) -> zoneinfo.ZoneInfo:

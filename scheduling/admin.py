@@ -2,13 +2,16 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.utils import timezone
+from django.utils.html import format_html_join
+from django.utils.safestring import mark_safe
 
 from channels_app.content import validate_content
 from scheduling.models import Delivery, DeliveryAttempt, MessageStatus, ScheduledMessage
+from scheduling.occurrences import message_preview
 from scheduling.services import (
     choose_channel,
     message_cancel,
-    next_run_after,
+    message_plan_next,
     validate_recurrence,
 )
 
@@ -43,7 +46,8 @@ class ScheduledMessageForm(forms.ModelForm):
     class Meta:
         model = ScheduledMessage
         fields = ["patient", "channel", "content", "format", "priority", "starts_at",
-                  "recurrence", "timezone", "delivery_window_seconds", "metadata"]  # fmt: skip
+                  "recurrence", "timezone", "ignore_quiet_hours", "delivery_window_seconds",
+                  "metadata"]  # fmt: skip
 
     def clean(self):
         data = super().clean()
@@ -53,9 +57,13 @@ class ScheduledMessageForm(forms.ModelForm):
         try:
             choose_channel(patient, data.get("channel"))
             validate_content(data["channel"], data.get("content", ""), data.get("format", "text"))
-            probe = ScheduledMessage(patient=patient, **{
-                k: data.get(k) for k in ("recurrence", "starts_at", "timezone")})  # fmt: skip
+            probe = ScheduledMessage(patient=patient, **{k: data.get(k) for k in (
+                "recurrence", "starts_at", "timezone", "ignore_quiet_hours",
+                "delivery_window_seconds")})  # fmt: skip
             validate_recurrence(probe)
+            message_plan_next(probe, now=timezone.now())
+            if probe.next_run_at is None:
+                raise ValidationError({"starts_at": "The schedule has no occurrence to send."})
         except ValidationError as error:
             for field, problems in error.message_dict.items():
                 self.add_error(field if field in self.fields else None, problems)
@@ -72,23 +80,40 @@ class ScheduledMessageAdmin(admin.ModelAdmin):
     date_hierarchy = "next_run_at"
     raw_id_fields = ["patient"]
     # Status changes go through actions, so a row can never be set active without a next run.
-    readonly_fields = ["organization", "status", "status_reason", "next_run_at", "created_at",
-                       "updated_at"]  # fmt: skip
+    readonly_fields = ["organization", "status", "status_reason", "next_run_at",
+                       "upcoming_occurrences", "created_at", "updated_at"]  # fmt: skip
     inlines = [DeliveryInline]
     actions = ["cancel_messages"]
 
     def save_model(self, request, obj, form, change) -> None:
         obj.organization_id = obj.patient.organization_id
-        timing_changed = {"starts_at", "recurrence", "timezone"} & set(form.changed_data)
-        if obj.status == MessageStatus.ACTIVE and (not change or timing_changed):
-            now = timezone.now()
-            obj.next_run_at = (
-                obj.starts_at if obj.starts_at >= now or not obj.recurrence
-                else next_run_after(obj, obj.starts_at, now)
-            )  # fmt: skip
-            if obj.next_run_at is None:
-                obj.status = MessageStatus.COMPLETED
+        timing = {"starts_at", "recurrence", "timezone", "ignore_quiet_hours"}
+        if obj.status == MessageStatus.ACTIVE and (not change or timing & set(form.changed_data)):
+            message_plan_next(obj, now=timezone.now())
         super().save_model(request, obj, form, change)
+
+    @admin.display(description="Next occurrences")
+    def upcoming_occurrences(self, obj: ScheduledMessage) -> str:
+        if obj.pk is None or obj.status != MessageStatus.ACTIVE:
+            return "-"
+        rows = message_preview(obj, count=5, after=timezone.now())
+        return (
+            format_html_join(
+                mark_safe("<br>"),  # noqa: S308 - a constant
+                "{} ({} UTC){}",
+                (
+                    (
+                        row.local.strftime("%a %Y-%m-%d %H:%M %Z"),
+                        row.utc.strftime("%H:%M"),
+                        f", moved from {row.moved_from_local:%H:%M} by quiet hours"
+                        if row.moved_from_local
+                        else "",
+                    )
+                    for row in rows
+                ),
+            )
+            or "no further occurrences"
+        )
 
     @admin.action(description="Cancel the selected messages")
     def cancel_messages(self, request, queryset) -> None:

@@ -13,9 +13,9 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from scheduling.models import Delivery, MessageStatus, ScheduledMessage
+from scheduling.models import Delivery, DeliveryStatus, MessageStatus, ScheduledMessage
+from scheduling.occurrences import Occurrence, Schedule
 from scheduling.queueing import enqueue_deliveries
-from scheduling.services import next_run_after
 
 logger = logging.getLogger(__name__)
 
@@ -53,31 +53,65 @@ def _dispatch_batch(now: datetime, batch_size: int) -> int:
     messages = list(due_messages(now, batch_size))
     if not messages:
         return 0
-    deliveries = [
-        Delivery(
-            message=message,
-            occurrence_at=message.next_run_at,
-            channel=message.channel,
-            next_attempt_at=message.next_run_at,
-            expires_at=message.next_run_at + timedelta(seconds=message.delivery_window_seconds),
-        )
-        for message in messages
-    ]
+    deliveries = []
+    for message in messages:
+        deliveries += _deliveries_due(message, now)
+        message.updated_at = now
+    ScheduledMessage.objects.bulk_update(
+        messages, ["next_occurrence_at", "next_run_at", "status", "updated_at"]
+    )
     # On conflict (the occurrence already has a delivery) the existing row comes back
-    # and is enqueued again, which is harmless: deliver_message claims it only once.
+    # unchanged and is enqueued again, which is harmless: deliver_message claims it once.
     deliveries = Delivery.objects.bulk_create(
         deliveries,
         update_conflicts=True,
         unique_fields=["message", "occurrence_at"],
         update_fields=["updated_at"],
     )
-    for message in messages:
-        message.next_run_at = next_run_after(message, message.next_run_at, now)
-        if message.next_run_at is None:
-            message.status = MessageStatus.COMPLETED
-        message.updated_at = now
-    ScheduledMessage.objects.bulk_update(messages, ["next_run_at", "status", "updated_at"])
-    transaction.on_commit(
-        partial(enqueue_deliveries, [(delivery.pk, delivery.channel) for delivery in deliveries])
-    )
+    to_send = [(d.pk, d.channel) for d in deliveries if d.status == DeliveryStatus.QUEUED]
+    transaction.on_commit(partial(enqueue_deliveries, to_send))
     return len(messages)
+
+
+def _deliveries_due(message: ScheduledMessage, now: datetime) -> list[Delivery]:
+    """The due occurrence's delivery, after an outage the latest one's, with the missed
+    ones before it recorded as expired; and the message advanced past now."""
+    schedule = Schedule(message)
+    current = Occurrence(message.next_occurrence_at or message.next_run_at, message.next_run_at)
+    due = schedule.due(current, now)
+    window = timedelta(seconds=message.delivery_window_seconds)
+    deliveries = [_delivery(message, due.latest, window)]
+    if now > due.latest.send_at + window:
+        _expire(deliveries[0], "window_passed", "its delivery window passed before it was sent")
+    missed = due.missed[-settings.DISPATCH_MISSED_RECORD_LIMIT :]
+    for occurrence in missed:
+        delivery = _delivery(message, occurrence, window)
+        _expire(delivery, "superseded", "missed; a later occurrence was due by then")
+        deliveries.append(delivery)
+    if due.missed:
+        logger.warning(
+            "message %s: %d missed occurrences expired (%d recorded), the latest is sent",
+            message.pk, len(due.missed), len(missed),
+        )  # fmt: skip
+    following = due.following
+    message.next_occurrence_at = following.at if following else None
+    message.next_run_at = following.send_at if following else None
+    if following is None:
+        message.status = MessageStatus.COMPLETED
+    return deliveries
+
+
+def _delivery(message: ScheduledMessage, occurrence: Occurrence, window: timedelta) -> Delivery:
+    return Delivery(
+        message=message,
+        occurrence_at=occurrence.at,
+        channel=message.channel,
+        next_attempt_at=occurrence.send_at,
+        expires_at=occurrence.send_at + window,
+    )
+
+
+def _expire(delivery: Delivery, code: str, text: str) -> None:
+    delivery.status = DeliveryStatus.EXPIRED
+    delivery.error_code = code
+    delivery.error_text = text

@@ -1,4 +1,5 @@
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 
@@ -39,7 +40,14 @@ class ScheduledMessage(models.Model):
     )
     status_reason = models.CharField(max_length=255, blank=True)
     starts_at = models.DateTimeField(help_text="The first occurrence (UTC).")
-    next_run_at = models.DateTimeField(null=True, blank=True, help_text="UTC; empty when done.")
+    next_run_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the next occurrence is sent (UTC); empty when done."
+    )
+    next_occurrence_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When the rule puts the next occurrence (UTC), before quiet hours move it.",
+    )
     recurrence = models.TextField(
         blank=True, help_text="RFC 5545 RRULE; empty for a one-time message."
     )
@@ -48,6 +56,9 @@ class ScheduledMessage(models.Model):
         blank=True,
         validators=[validate_timezone],
         help_text="IANA time zone the rule is read in; empty means the patient's.",
+    )
+    ignore_quiet_hours = models.BooleanField(
+        default=False, help_text="Send even in the patient's quiet hours (priority 1 only)."
     )
     delivery_window_seconds = models.PositiveIntegerField(
         default=default_delivery_window,
@@ -76,10 +87,20 @@ class ScheduledMessage(models.Model):
                 condition=~Q(status="active") | Q(next_run_at__isnull=False),
                 name="message_active_has_next_run",
             ),
+            models.CheckConstraint(
+                condition=Q(ignore_quiet_hours=False) | Q(priority=1),
+                name="message_only_priority_1_ignores_quiet_hours",
+            ),
         ]
 
     def __str__(self) -> str:
         return f"Message #{self.pk}"
+
+    def clean(self) -> None:
+        if self.ignore_quiet_hours and self.priority != 1:
+            raise ValidationError(
+                {"ignore_quiet_hours": "Only a priority 1 message may ignore quiet hours."}
+            )
 
     @property
     def is_recurring(self) -> bool:

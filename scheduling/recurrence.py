@@ -1,38 +1,163 @@
-"""RFC 5545 recurrence rules, read in the patient's local time, answered in UTC."""
+"""RFC 5545 recurrence rules, read in local time, answered in UTC.
 
-from datetime import UTC, datetime
+Policy (also in the README, and tested in tests/test_recurrence.py):
+- Rules of a day or longer (DAILY, WEEKLY, MONTHLY, YEARLY) keep their local wall-clock
+  time: 09:00 stays 09:00 across DST.
+- Pure interval rules shorter than a day ("every 2h": HOURLY/MINUTELY/SECONDLY with no
+  BY* parts) step in real elapsed time from the start, so a dose every 2 hours stays
+  2 hours apart on the night the clocks change.
+- A local time that does not exist (spring forward) is sent at the first valid minute
+  after the gap instead of being dropped (RFC 5545 would skip it).
+- An ambiguous local time (fall back) is sent once, at its first occurrence.
+- Day 29-31 of a month that is shorter is sent on its last day (RFC 5545 would skip it);
+  BYMONTHDAY=-1 is the last day of every month.
+- Local times that resolve to the same instant (several in one DST gap) are sent once.
+"""
+
+import calendar
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from dateutil.rrule import rrule, rrulestr
+from dateutil.rrule import HOURLY, MINUTELY, MONTHLY, SECONDLY, rrule, rrulestr
+
+_PURE_INTERVAL_KEYS = {"FREQ", "INTERVAL", "COUNT", "UNTIL", "WKST"}
+_SUB_DAILY = {HOURLY, MINUTELY, SECONDLY}
+_UNTIL_UTC = re.compile(r"UNTIL=(\d{8}T\d{6})Z", re.IGNORECASE)
 
 
-def parse_rule(rule: str, *, starts_at: datetime, zone_name: str) -> rrule:
-    """The rule anchored at starts_at's local wall-clock time; ValueError if malformed."""
+def rule_body(rule: str) -> str:
     text = rule.strip()
-    if text.upper().startswith("RRULE:"):
-        text = text[len("RRULE:") :]
-    local_start = starts_at.astimezone(ZoneInfo(zone_name)).replace(tzinfo=None)
-    parsed = rrulestr(text, dtstart=local_start)
-    if not isinstance(parsed, rrule):
-        raise ValueError("only a single RRULE line is accepted")
-    return parsed
+    return text[len("RRULE:") :] if text.upper().startswith("RRULE:") else text
 
 
-def next_occurrence_after(
-    rule: str, *, starts_at: datetime, zone_name: str, after: datetime
-) -> datetime | None:
-    """The first occurrence strictly later than `after` (UTC), or None when the rule ends.
+def rule_parts(rule: str) -> dict[str, str]:
+    """{"FREQ": "DAILY", ...}; ValueError on a part that is not NAME=VALUE."""
+    parts = {}
+    for part in filter(None, rule_body(rule).split(";")):
+        name, sep, value = part.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"{part!r} is not a NAME=VALUE part")
+        parts[name.strip().upper()] = value.strip()
+    return parts
 
-    Occurrences are local wall-clock times (09:00 stays 09:00 across DST); each is turned
-    into UTC with the zone's rules of that day.
+
+def local_wall_time(moment: datetime, zone: ZoneInfo) -> datetime:
+    return moment.astimezone(zone).replace(tzinfo=None)
+
+
+def resolve_local(wall: datetime, zone: ZoneInfo) -> datetime:
+    """The UTC instant of a local wall-clock time, by the DST policy above."""
+    first = wall.replace(tzinfo=zone, fold=0).astimezone(UTC)  # fold=0: the earlier of two
+    if local_wall_time(first, zone) == wall:
+        return first
+    # In a gap: fold=0 reads it with the old offset (after the jump), fold=1 with the
+    # new one (before it). The jump lies between; find the first second past the gap.
+    low = wall.replace(tzinfo=zone, fold=1).astimezone(UTC)
+    high = first
+    while high - low > timedelta(seconds=1):
+        middle = low + (high - low) / 2
+        if local_wall_time(middle, zone) > wall:
+            high = middle
+        else:
+            low = middle
+    return high.replace(microsecond=0)
+
+
+class Rule:
+    """One parsed rule, anchored at its start; iterates occurrences as UTC instants."""
+
+    def __init__(self, rule: str, *, starts_at: datetime, zone_name: str) -> None:
+        self.zone = ZoneInfo(zone_name)
+        parts = rule_parts(rule)
+        self.elapsed = (
+            set(parts) <= _PURE_INTERVAL_KEYS and _frequency(parts.get("FREQ")) in _SUB_DAILY
+        )
+        self.zone_for_expansion = ZoneInfo("UTC") if self.elapsed else self.zone
+        self.start_wall = local_wall_time(starts_at, self.zone_for_expansion)
+        body = _until_as_local(rule_body(rule), self.zone_for_expansion)
+        parsed = rrulestr(body, dtstart=self.start_wall)
+        if not isinstance(parsed, rrule):
+            raise ValueError("only a single RRULE line is accepted")
+        self.rrule = parsed
+        self.month_days = _month_days_past_28(parts) if parsed._freq == MONTHLY else ()
+
+    def after(self, moment: datetime) -> datetime | None:
+        """The first occurrence strictly later than `moment` (UTC), or None when it ends."""
+        for occurrence in self._from(moment):
+            if occurrence > moment:
+                return occurrence
+        return None
+
+    def between(self, start: datetime, end: datetime) -> Iterator[datetime]:
+        """Occurrences later than start and not later than end."""
+        for occurrence in self._from(start):
+            if occurrence > end:
+                return
+            if occurrence > start:
+                yield occurrence
+
+    def _from(self, moment: datetime) -> Iterator[datetime]:
+        """Occurrences in order from around `moment`, each once, in UTC."""
+        wall = local_wall_time(moment, self.zone_for_expansion)
+        # An occurrence moved out of a DST gap is later than its wall time by the gap
+        # (at most an hour or two), so start the scan that far back and filter here.
+        cursor = wall - timedelta(hours=6) if not self.elapsed else wall
+        previous = None
+        for occurrence_wall in self._walls_from(cursor):
+            instant = resolve_local(occurrence_wall, self.zone_for_expansion)
+            if previous is None or instant > previous:
+                previous = instant
+                yield instant
+
+    def _walls_from(self, cursor: datetime) -> Iterator[datetime]:
+        if not self.month_days:
+            return self.rrule.xafter(cursor, inc=True)
+        return (wall for wall in _with_month_ends(self.rrule, self.month_days) if wall >= cursor)
+
+
+def _frequency(name: str | None) -> int | None:
+    names = ["YEARLY", "MONTHLY", "WEEKLY", "DAILY", "HOURLY", "MINUTELY", "SECONDLY"]
+    return names.index(name.upper()) if name and name.upper() in names else None
+
+
+def _until_as_local(body: str, zone: ZoneInfo) -> str:
+    """UNTIL...Z (UTC, as RFC 5545 writes it) turned into the floating local time dateutil
+    needs beside a local start."""
+
+    def to_local(match: re.Match) -> str:
+        instant = datetime.strptime(match.group(1), "%Y%m%dT%H%M%S").replace(tzinfo=UTC)
+        return "UNTIL=" + local_wall_time(instant, zone).strftime("%Y%m%dT%H%M%S")
+
+    return _UNTIL_UTC.sub(to_local, body)
+
+
+def _month_days_past_28(parts: dict[str, str]) -> tuple[int, ...]:
+    """The BYMONTHDAY values (positive and negative) when one is 29-31, a day shorter
+    months lack; only without BYDAY, BYSETPOS, BYYEARDAY or BYWEEKNO, where "the last
+    day instead" has one clear meaning."""
+    if {"BYSETPOS", "BYDAY", "BYYEARDAY", "BYWEEKNO"} & set(parts) or "BYMONTHDAY" not in parts:
+        return ()
+    days = tuple(int(day) for day in parts["BYMONTHDAY"].split(","))
+    return days if any(day > 28 for day in days) else ()
+
+
+def _with_month_ends(parsed: rrule, month_days: tuple[int, ...]) -> Iterator[datetime]:
+    """The rule's occurrences, with day 29-31 sent on the last day of a shorter month.
+
+    The rule is expanded with the last day added, and each candidate kept when it is one
+    of the asked days or stands in for one; COUNT is applied here, to what is kept.
     """
-    zone = ZoneInfo(zone_name)
-    parsed = parse_rule(rule, starts_at=starts_at, zone_name=zone_name)
-    local_after = after.astimezone(zone).replace(tzinfo=None)
-    candidate = parsed.after(local_after, inc=False)
-    while candidate is not None:
-        as_utc = candidate.replace(tzinfo=zone).astimezone(UTC)
-        if as_utc > after:
-            return as_utc
-        candidate = parsed.after(candidate, inc=False)
-    return None
+    count = parsed._count
+    extended = parsed.replace(bymonthday=(*month_days, -1), count=None)
+    kept = 0
+    for wall in extended:
+        month_length = calendar.monthrange(wall.year, wall.month)[1]
+        asked = wall.day in month_days or wall.day - month_length - 1 in month_days
+        stands_in = wall.day == month_length and any(day > month_length for day in month_days)
+        if asked or stands_in:
+            kept += 1
+            yield wall
+            if count is not None and kept >= count:
+                return

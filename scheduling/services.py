@@ -1,8 +1,10 @@
 """Writes to scheduled messages: create, cancel, pause. Views, admin and tasks call these."""
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
@@ -16,7 +18,8 @@ from scheduling.models import (
     MessageStatus,
     ScheduledMessage,
 )
-from scheduling.recurrence import next_occurrence_after, parse_rule
+from scheduling.occurrences import Schedule
+from scheduling.recurrence import Rule, local_wall_time, resolve_local, rule_parts
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +53,7 @@ def message_schedule(
     priority: int = 3,
     zone_name: str = "",
     delivery_window_seconds: int | None = None,
+    ignore_quiet_hours: bool = False,
     metadata: dict | None = None,
 ) -> ScheduledMessage:
     """Validates everything first, then saves one row; bad input saves nothing."""
@@ -66,40 +70,75 @@ def message_schedule(
         content=content,
         format=format,
         priority=priority,
-        starts_at=starts_at,
-        next_run_at=starts_at,
+        starts_at=starts_at.replace(microsecond=0),  # rules count in whole seconds
         recurrence=recurrence.strip(),
         timezone=zone_name,
+        ignore_quiet_hours=ignore_quiet_hours,
         metadata=metadata or {},
     )
     if delivery_window_seconds is not None:
         message.delivery_window_seconds = delivery_window_seconds
-    message.full_clean()
+    message.full_clean(exclude=["next_run_at", "next_occurrence_at"])
     validate_recurrence(message)
+    message_plan_next(message, now=timezone.now())
+    if message.status != MessageStatus.ACTIVE:
+        raise ValidationError({"starts_at": "The schedule has no occurrence still to send."})
     message.save()
     logger.info("message %s scheduled for patient %s on %s", message.pk, patient.pk, chosen)
     return message
 
 
 def validate_recurrence(message: ScheduledMessage) -> None:
+    """A clear error for a rule that does not parse, or one that would flood a patient."""
     if not message.recurrence:
         return
     try:
-        parse_rule(message.recurrence, starts_at=message.starts_at, zone_name=message.zone_name)
-    except (ValueError, TypeError) as exc:
+        parts = rule_parts(message.recurrence)
+        Rule(message.recurrence, starts_at=message.starts_at, zone_name=message.zone_name)
+    except (ValueError, TypeError, OverflowError) as exc:
         raise ValidationError({"recurrence": f"Not a valid RRULE: {exc}."}) from exc
+    if parts.get("FREQ", "").upper() == "SECONDLY" and not settings.SCHEDULER_ALLOW_SECONDLY:
+        raise ValidationError({"recurrence": "FREQ=SECONDLY is not allowed; use MINUTELY."})
 
 
-def next_run_after(message: ScheduledMessage, occurrence: datetime, now: datetime):
-    """The next occurrence after both this one and now: missed ones are not sent in a burst."""
-    if not message.recurrence:
-        return None
-    return next_occurrence_after(
-        message.recurrence,
-        starts_at=message.starts_at,
-        zone_name=message.zone_name,
-        after=max(occurrence, now),
+def message_plan_next(message: ScheduledMessage, *, now: datetime) -> None:
+    """Sets the next occurrence from now (not saved): at creation, and when the rule, its
+    start, the time zone or the quiet hours change. Nothing missed is sent in a burst."""
+    upcoming = Schedule(message).first(not_before=now)
+    window = timedelta(seconds=message.delivery_window_seconds)
+    if upcoming is not None and upcoming.send_at + window < now:
+        upcoming = None  # a one-time message whose time, and window, have passed
+    if upcoming is None:
+        message.next_occurrence_at = message.next_run_at = None
+        if message.status in (MessageStatus.ACTIVE, MessageStatus.PAUSED):
+            message.status = MessageStatus.COMPLETED
+        return
+    message.next_occurrence_at, message.next_run_at = upcoming.at, upcoming.send_at
+
+
+@transaction.atomic
+def patient_reschedule(patient: Patient, *, previous_zone: str | None = None) -> int:
+    """After the patient's time zone or quiet hours changed: messages read in the patient's
+    zone keep their local wall-clock times (08:00 stays 08:00 in the new zone), and every
+    active or paused one gets its next occurrence again."""
+    now = timezone.now()
+    messages = list(
+        ScheduledMessage.objects.select_for_update()
+        .select_related("patient")
+        .filter(patient=patient, status__in=[MessageStatus.ACTIVE, MessageStatus.PAUSED])
     )
+    for message in messages:
+        message.patient = patient
+        if previous_zone and previous_zone != patient.timezone and not message.timezone:
+            wall = local_wall_time(message.starts_at, ZoneInfo(previous_zone))
+            message.starts_at = resolve_local(wall, patient.zone)
+        message_plan_next(message, now=now)
+        message.updated_at = now
+    ScheduledMessage.objects.bulk_update(
+        messages, ["starts_at", "next_occurrence_at", "next_run_at", "status", "updated_at"]
+    )
+    logger.info("patient %s: %d messages rescheduled", patient.pk, len(messages))
+    return len(messages)
 
 
 @transaction.atomic

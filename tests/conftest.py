@@ -81,11 +81,12 @@ def patient(make_patient):
 
 
 def ago(seconds: float):
-    return timezone.now() - timedelta(seconds=seconds)
+    """A moment in whole seconds, as schedules keep them."""
+    return (timezone.now() - timedelta(seconds=seconds)).replace(microsecond=0)
 
 
 def from_now(seconds: float):
-    return timezone.now() + timedelta(seconds=seconds)
+    return (timezone.now() + timedelta(seconds=seconds)).replace(microsecond=0)
 
 
 class CeleryStack:

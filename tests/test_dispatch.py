@@ -53,20 +53,55 @@ def test_it_enqueues_each_delivery_on_its_channel_queue_only_after_commit(
     assert broker.queue_length("deliver.web") == 1
 
 
-def test_a_recurring_message_advances_to_its_next_occurrence_without_a_burst(patient):
-    # Started 3 days ago, daily: a dispatcher that was down must not send 3 stale copies.
-    start = timezone.now() - timedelta(days=3)
+def test_after_an_outage_only_the_latest_occurrence_is_sent_and_the_rest_expire(patient):
+    start = timezone.now() - timedelta(days=3, minutes=10)
     message = message_schedule(
         patient=patient, content="daily", starts_at=start, recurrence="FREQ=DAILY"
+    )
+    # The dispatcher has been down since the first occurrence, three days ago.
+    ScheduledMessage.objects.filter(pk=message.pk).update(
+        next_occurrence_at=message.starts_at, next_run_at=message.starts_at
     )
 
     assert dispatch_due() == 1
     assert dispatch_due() == 0
 
+    deliveries = list(message.deliveries.order_by("occurrence_at"))
+    assert [d.occurrence_at for d in deliveries] == [
+        message.starts_at + timedelta(days=n) for n in range(4)
+    ]
+    assert [(d.status, d.error_code) for d in deliveries] == [
+        (DeliveryStatus.EXPIRED, "superseded")] * 3 + [(DeliveryStatus.QUEUED, "")]  # fmt: skip
     message.refresh_from_db()
     assert message.status == MessageStatus.ACTIVE
-    assert timezone.now() < message.next_run_at <= timezone.now() + timedelta(days=1)
-    assert message.deliveries.count() == 1
+    assert message.next_run_at == message.starts_at + timedelta(days=4)
+
+
+def test_a_latest_occurrence_past_its_window_is_recorded_expired_not_sent(patient, broker):
+    start = timezone.now() - timedelta(days=2, hours=2)
+    message = message_schedule(patient=patient, content="daily", starts_at=start,
+                               recurrence="FREQ=DAILY", delivery_window_seconds=3600)  # fmt: skip
+    ScheduledMessage.objects.filter(pk=message.pk).update(
+        next_occurrence_at=message.starts_at, next_run_at=message.starts_at
+    )
+
+    dispatch_due()
+
+    assert sorted(message.deliveries.values_list("error_code", flat=True)) == [
+        "superseded", "superseded", "window_passed"]  # fmt: skip
+    assert not message.deliveries.exclude(status=DeliveryStatus.EXPIRED).exists()
+    assert broker.queue_length("deliver.telegram") == 0
+
+
+def test_a_recurring_message_created_with_a_past_start_begins_at_its_next_occurrence(patient):
+    start = timezone.now() - timedelta(days=3) + timedelta(minutes=1)
+    message = message_schedule(
+        patient=patient, content="daily", starts_at=start, recurrence="FREQ=DAILY"
+    )
+
+    assert message.next_run_at == message.starts_at + timedelta(days=3)
+    assert dispatch_due() == 0
+    assert not message.deliveries.exists()
 
 
 def test_a_dispatched_occurrence_is_never_given_a_second_delivery(patient):
