@@ -76,6 +76,18 @@ def make_patient(organization):
 
 
 @pytest.fixture
+def demo_client(client, db):
+    """A test client logged in as the demo care-team user."""
+    from django.contrib.auth.models import User
+
+    from scheduling.demo import create_demo_data
+
+    create_demo_data()
+    client.force_login(User.objects.get(username="demo"))
+    return client
+
+
+@pytest.fixture
 def patient(make_patient):
     return make_patient()
 
@@ -96,6 +108,7 @@ class CeleryStack:
         self.log_dir = log_dir
         self.env = env
         self.processes: dict[str, subprocess.Popen] = {}
+        self.beat_args: list[str] = []
 
     def start(self, name: str, args: list[str]) -> None:
         log = open(self.log_dir / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
@@ -163,7 +176,8 @@ def celery_stack(transactional_db, fake_telegram, broker, tmp_path):
     stack.start("worker", ["worker", "--queues", queues, "--concurrency", "2", "--loglevel",
                            "INFO", "--hostname", f"e2e-{os.getpid()}@%h", "--without-gossip",
                            "--without-mingle"])  # fmt: skip
-    stack.start("beat", ["beat", "--loglevel", "INFO", "--pidfile=", "--max-interval", "1"])
+    stack.beat_args = ["beat", "--loglevel", "INFO", "--pidfile=", "--max-interval", "1"]
+    stack.start("beat", stack.beat_args)
     stack.wait_for_log("worker", "ready.")
     yield stack
     stack.stop()

@@ -1,5 +1,4 @@
 import pytest
-from django.contrib.auth.models import User
 from django.urls import reverse
 
 from channels_app.models import SandboxMessage
@@ -15,13 +14,6 @@ ADMIN_MODELS = [
     "channels_app_sandboxmessage", "channels_app_inboxmessage",
     "django_celery_beat_periodictask",
 ]  # fmt: skip
-
-
-@pytest.fixture
-def demo_client(client, db):
-    create_demo_data()
-    client.force_login(User.objects.get(username="demo"))
-    return client
 
 
 @pytest.mark.parametrize("model", ADMIN_MODELS)
