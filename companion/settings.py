@@ -149,16 +149,34 @@ DELIVERY_REAPER_SECONDS = env.integer("DELIVERY_REAPER_SECONDS", 60, minimum=5)
 DELIVERY_REQUEUE_AFTER_SECONDS = env.integer("DELIVERY_REQUEUE_AFTER_SECONDS", 300, minimum=10)
 
 # --- Channels ----------------------------------------------------------------------
+# Shared by all workers through Redis (channels_app/ratelimit.py, channels_app/breaker.py).
+DELIVERY_RATE_LIMIT_ENABLED = env.boolean("DELIVERY_RATE_LIMIT_ENABLED", True)
+# A rate-limit wait up to this long is slept in the task; a longer one re-queues it.
+DELIVERY_RATE_INLINE_WAIT_SECONDS = env.number("DELIVERY_RATE_INLINE_WAIT_SECONDS", 1.0)
+BREAKER_FAILURE_THRESHOLD = env.integer("BREAKER_FAILURE_THRESHOLD", 5, minimum=1, maximum=1000)
+BREAKER_OPEN_SECONDS = env.number("BREAKER_OPEN_SECONDS", 30.0, minimum=0.5)
+# Backpressure: at most this many tasks waiting in one channel's queue; the rest stay
+# in the database (held) until the queue drains, so an outage cannot flood Redis.
+DISPATCH_MAX_QUEUED_PER_CHANNEL = env.integer(
+    "DISPATCH_MAX_QUEUED_PER_CHANNEL", 5000, minimum=10, maximum=10_000_000
+)
 TELEGRAM_BOT_TOKEN = env.string("TELEGRAM_BOT_TOKEN")
 TELEGRAM_API_BASE_URL = env.url(
     "TELEGRAM_API_BASE_URL", "https://api.telegram.org", schemes=("http", "https")
 )
 TELEGRAM_TIMEOUT_SECONDS = env.number("TELEGRAM_TIMEOUT_SECONDS", 10.0, minimum=0.5)
+# Telegram: about 30 messages/s per bot and 1/s per chat.
+TELEGRAM_RATE_PER_SECOND = env.number("TELEGRAM_RATE_PER_SECOND", 30.0, minimum=0.1)
+TELEGRAM_RATE_PER_CHAT_PER_SECOND = env.number(
+    "TELEGRAM_RATE_PER_CHAT_PER_SECOND", 1.0, minimum=0.01
+)
 if TELEGRAM_TIMEOUT_SECONDS * 2 >= DELIVERY_LEASE_SECONDS:
     raise ImproperlyConfigured(
         "DELIVERY_LEASE_SECONDS must be more than twice TELEGRAM_TIMEOUT_SECONDS, "
         "or a slow send would be taken for a dead worker"
     )
+# Per channel: (messages per second in all, per second to one recipient).
+CHANNEL_RATE_LIMITS = {"telegram": (TELEGRAM_RATE_PER_SECOND, TELEGRAM_RATE_PER_CHAT_PER_SECOND)}
 # The sandbox records what would have been sent instead of calling the provider, so a
 # development stack without a bot token still shows deliveries. Never in production.
 CHANNEL_SANDBOX = env.boolean("CHANNEL_SANDBOX", default=DEBUG and not TELEGRAM_BOT_TOKEN)

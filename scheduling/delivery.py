@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from redis.exceptions import RedisError
 
 from channels_app.base import (
     ChannelError,
@@ -25,6 +26,8 @@ from channels_app.base import (
     SendResult,
     TransientError,
 )
+from channels_app.breaker import breaker_allow, breaker_record
+from channels_app.ratelimit import take_token
 from channels_app.registry import ADDRESSED_CHANNELS, adapter_for
 from patients.models import Contact
 from scheduling.models import (
@@ -44,6 +47,7 @@ class DeliveryOutcome:
     status: str
     channel: str = ""
     retry_in: float | None = None  # seconds until deliver_message should run again
+    waiting_for: str = ""  # "rate_limit" or "breaker": a wait, not an attempt
 
 
 @dataclass(frozen=True)
@@ -64,14 +68,16 @@ def retry_delay(attempt_number: int, retry_after: float | None) -> float:
 
 
 def deliver(delivery_id: int) -> DeliveryOutcome:
-    claim = _claim(delivery_id)
+    claim = _claim_when_allowed(delivery_id)
     if not isinstance(claim, _Claim):
         return claim
-    adapter = adapter_for(claim.delivery.channel)
+    channel = claim.delivery.channel
+    adapter = adapter_for(channel)
     started = time.monotonic()
     try:
         result = adapter.send(claim.outbound)
     except ChannelError as error:
+        _tell_breaker(channel, error)
         return _record_failure(claim, error, started)
     except Exception:
         # A bug, not a provider answer: fail this delivery with a reason instead of
@@ -79,7 +85,52 @@ def deliver(delivery_id: int) -> DeliveryOutcome:
         logger.exception("delivery %s: unexpected error in the %s adapter", delivery_id, adapter)
         error = PermanentError("internal_error", "unexpected error while sending; see logs")
         return _record_failure(claim, error, started)
+    _tell_breaker(channel, None)
     return _record_sent(claim, result, started)
+
+
+def _claim_when_allowed(delivery_id: int) -> "_Claim | DeliveryOutcome":
+    """Claims the delivery; a short rate-limit wait is slept here (holding no lock),
+    a longer one, or an open breaker, goes back to the caller to re-queue."""
+    slept = 0.0
+    while True:
+        claim = _claim(delivery_id)
+        if isinstance(claim, _Claim) or claim.waiting_for != "rate_limit":
+            return claim
+        if slept + claim.retry_in > settings.DELIVERY_RATE_INLINE_WAIT_SECONDS:
+            return claim
+        time.sleep(claim.retry_in)
+        slept += claim.retry_in
+
+
+def _wait_before_sending(channel: str, recipient: str) -> tuple[float, str]:
+    """(seconds to wait, why) from the shared rate limiter and the channel's breaker."""
+    if channel not in ADDRESSED_CHANNELS:
+        return 0.0, ""
+    try:
+        wait = take_token(channel, recipient)
+        if wait > 0:
+            return wait, "rate_limit"
+        decision = breaker_allow(channel)
+    except RedisError:
+        # Without the shared limits we do not send; the task comes back later.
+        logger.warning("redis unreachable: delivery waits (limits and breaker are shared)")
+        return 5.0, "breaker"
+    if not decision.allowed:
+        return decision.wait + random.uniform(0, 1), "breaker"  # noqa: S311 - spreading
+    return 0.0, ""
+
+
+def _tell_breaker(channel: str, error: ChannelError | None) -> None:
+    """Only failures that say the provider is unwell count; a refusal of one recipient
+    or a 429 (the provider pacing us) shows it is up."""
+    if channel not in ADDRESSED_CHANNELS:
+        return
+    failed = isinstance(error, TransientError) and error.code != "rate_limited"
+    try:
+        breaker_record(channel, success=not failed)
+    except RedisError:
+        logger.warning("redis unreachable: breaker %s not updated", channel)
 
 
 @transaction.atomic
@@ -116,6 +167,11 @@ def _claim(delivery_id: int) -> "_Claim | DeliveryOutcome":
         _finish(delivery, DeliveryStatus.FAILED, "no_contact", "no unblocked contact", now)
         return DeliveryOutcome(DeliveryStatus.FAILED)
 
+    address = contact.address if contact else str(delivery.message.patient_id)
+    wait, reason = _wait_before_sending(delivery.channel, address)
+    if wait > 0:
+        return DeliveryOutcome(delivery.status, delivery.channel, wait, waiting_for=reason)
+
     delivery.status = DeliveryStatus.SENDING
     delivery.attempts += 1
     delivery.lease_until = now + timedelta(seconds=settings.DELIVERY_LEASE_SECONDS)
@@ -129,7 +185,7 @@ def _claim(delivery_id: int) -> "_Claim | DeliveryOutcome":
         delivery_id=delivery.pk,
         patient_id=message.patient_id,
         channel=delivery.channel,
-        address=contact.address if contact else str(message.patient_id),
+        address=address,
         text=message.content,
         format=message.format,
     )

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from scheduling.models import Delivery, DeliveryStatus, MessageStatus, ScheduledMessage
 from scheduling.occurrences import Occurrence, Schedule
-from scheduling.queueing import enqueue_deliveries
+from scheduling.queueing import enqueue_with_backpressure, release_held_deliveries
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +43,7 @@ def dispatch_due(*, now: datetime | None = None, batch_size: int | None = None) 
         total += count
         if count < batch_size:
             break
+    release_held_deliveries()
     if total:
         logger.info("dispatched %d deliveries", total)
     return total
@@ -69,7 +70,7 @@ def _dispatch_batch(now: datetime, batch_size: int) -> int:
         update_fields=["updated_at"],
     )
     to_send = [(d.pk, d.channel) for d in deliveries if d.status == DeliveryStatus.QUEUED]
-    transaction.on_commit(partial(enqueue_deliveries, to_send))
+    transaction.on_commit(partial(enqueue_with_backpressure, to_send))
     return len(messages)
 
 

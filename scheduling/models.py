@@ -143,6 +143,9 @@ class Delivery(models.Model):
     next_attempt_at = models.DateTimeField(help_text="When the next try may start.")
     expires_at = models.DateTimeField(help_text="Past this, the delivery is not sent.")
     lease_until = models.DateTimeField(null=True, blank=True)
+    held_at = models.DateTimeField(
+        null=True, blank=True, help_text="Kept out of the broker (backpressure) since then."
+    )
     sent_at = models.DateTimeField(null=True, blank=True)
     provider_message_id = models.CharField(max_length=128, blank=True)
     error_code = models.CharField(max_length=64, blank=True)
@@ -168,6 +171,11 @@ class Delivery(models.Model):
                 fields=["lease_until"],
                 name="delivery_sending_idx",
                 condition=Q(status="sending"),
+            ),
+            models.Index(
+                fields=["channel", "next_attempt_at"],
+                name="delivery_held_idx",
+                condition=Q(status="queued", held_at__isnull=False),
             ),
             models.Index(fields=["status", "occurrence_at"]),
         ]

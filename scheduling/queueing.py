@@ -1,9 +1,23 @@
-"""Hands delivery ids to the broker. Call only after the rows are committed."""
+"""Hands delivery ids to the broker. Call only after the rows are committed.
+
+Backpressure: a channel's queue holds at most DISPATCH_MAX_QUEUED_PER_CHANNEL tasks, and
+nothing is published to a channel whose breaker is open. Deliveries kept back are marked
+held in the database and published by later dispatcher ticks as room appears, so a
+provider outage leaves Redis small and the database keeps the backlog.
+"""
 
 import logging
+from collections import defaultdict
 
 from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
 from kombu.exceptions import OperationalError
+from redis.exceptions import RedisError
+
+from channels_app.breaker import breaker_is_open
+from channels_app.shared_state import redis_client
+from scheduling.models import Delivery, DeliveryStatus
 
 logger = logging.getLogger(__name__)
 
@@ -32,3 +46,55 @@ def enqueue_deliveries(items: list[tuple[int, str]], countdown: float | None = N
             )
             return published
     return len(items)
+
+
+def queue_room(channel: str) -> int:
+    """How many more tasks the channel's queue may take now (0 while its breaker is open)."""
+    try:
+        if breaker_is_open(channel):
+            return 0
+        waiting = redis_client().llen(settings.DELIVERY_QUEUES[channel])
+    except RedisError:
+        return 0
+    return max(0, settings.DISPATCH_MAX_QUEUED_PER_CHANNEL - waiting)
+
+
+def enqueue_with_backpressure(items: list[tuple[int, str]]) -> int:
+    """Publishes what each channel's queue has room for; holds the rest in the database."""
+    by_channel: dict[str, list[int]] = defaultdict(list)
+    for delivery_id, channel in items:
+        by_channel[channel].append(delivery_id)
+    published = 0
+    for channel, ids in by_channel.items():
+        room = queue_room(channel)
+        published += enqueue_deliveries([(pk, channel) for pk in ids[:room]])
+        if ids[room:]:
+            Delivery.objects.filter(pk__in=ids[room:]).update(held_at=timezone.now())
+            logger.info("%s: %d deliveries held back (queue full or breaker open)",
+                        channel, len(ids) - room)  # fmt: skip
+    return published
+
+
+def release_held_deliveries() -> int:
+    """Publishes held deliveries, oldest first, as far as each channel has room."""
+    released = 0
+    channels = Delivery.objects.filter(status=DeliveryStatus.QUEUED, held_at__isnull=False)
+    for channel in channels.values_list("channel", flat=True).distinct():
+        room = queue_room(channel)
+        if room:
+            released += _release(channel, room)
+    return released
+
+
+@transaction.atomic
+def _release(channel: str, room: int) -> int:
+    ids = list(
+        Delivery.objects.filter(status=DeliveryStatus.QUEUED, held_at__isnull=False,
+                                channel=channel)
+        .order_by("next_attempt_at")
+        .select_for_update(skip_locked=True)
+        .values_list("pk", flat=True)[:room]
+    )  # fmt: skip
+    Delivery.objects.filter(pk__in=ids).update(held_at=None)
+    transaction.on_commit(lambda: enqueue_deliveries([(pk, channel) for pk in ids]))
+    return len(ids)

@@ -14,7 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from scheduling.models import Delivery, DeliveryStatus
-from scheduling.queueing import enqueue_deliveries
+from scheduling.queueing import enqueue_deliveries, enqueue_with_backpressure
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +40,9 @@ def reap_stuck_deliveries(*, now: datetime | None = None) -> ReapResult:
     # A queued delivery whose task never ran (lost with the broker, or never published).
     overdue = now - timedelta(seconds=settings.DELIVERY_REQUEUE_AFTER_SECONDS)
     lost = list(
-        Delivery.objects.filter(status=DeliveryStatus.QUEUED, next_attempt_at__lt=overdue)
+        Delivery.objects.filter(
+            status=DeliveryStatus.QUEUED, next_attempt_at__lt=overdue, held_at__isnull=True
+        )
         .select_for_update(skip_locked=True)
         .values_list("pk", "channel")[:REAP_BATCH]
     )
@@ -48,7 +50,9 @@ def reap_stuck_deliveries(*, now: datetime | None = None) -> ReapResult:
     Delivery.objects.filter(pk__in=[pk for pk, _ in lost]).update(next_attempt_at=now)
     items = expired_leases + lost
     if items:
-        transaction.on_commit(partial(enqueue_deliveries, items))
+        # Sends cut short go straight back; lost ones wait their turn like new ones.
+        transaction.on_commit(partial(enqueue_deliveries, expired_leases))
+        transaction.on_commit(partial(enqueue_with_backpressure, lost))
         logger.warning(
             "reaper: %d sends lost their worker, %d queued deliveries lost their task",
             len(expired_leases), len(lost),

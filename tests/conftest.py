@@ -42,6 +42,16 @@ class Broker:
         self.client.flushdb()
 
 
+@pytest.fixture(autouse=True)
+def shared_limits_reset():
+    """Rate-limit buckets and breakers live in Redis; each test starts with none."""
+    client = redis.Redis.from_url(django_settings.REDIS_URL)
+    for pattern in ("ratelimit:*", "breaker:*"):
+        for key in client.scan_iter(pattern):
+            client.delete(key)
+    yield
+
+
 @pytest.fixture
 def broker():
     broker = Broker(django_settings.REDIS_URL)
