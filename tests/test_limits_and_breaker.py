@@ -1,0 +1,187 @@
+"""The shared rate limiter, the circuit breaker and backpressure, on the real Redis."""
+
+import threading
+import time
+
+import pytest
+
+from channels_app.breaker import breaker_allow, breaker_is_open, breaker_record
+from channels_app.ratelimit import take_token
+from scheduling.delivery import deliver
+from scheduling.dispatch import dispatch_due
+from scheduling.models import AttemptOutcome, Delivery, DeliveryStatus
+from scheduling.services import message_schedule
+from tests.conftest import ago
+from tests.fakes.telegram_server import Reply
+
+
+def test_a_recipient_gets_one_token_per_second_and_the_wait_is_told(settings):
+    settings.CHANNEL_RATE_LIMITS = {"telegram": (1000, 1)}
+    assert take_token("telegram", "chat-1") == 0.0
+    wait = take_token("telegram", "chat-1")
+    assert 0.9 < wait <= 1.0
+    time.sleep(0.01)  # past the global spacing (1 ms)
+    assert take_token("telegram", "chat-2") == 0.0  # another chat is not held up
+
+
+def test_a_refused_token_uses_up_no_global_slot(settings):
+    settings.CHANNEL_RATE_LIMITS = {"telegram": (1, 1)}  # one a second in all
+    assert take_token("telegram", "a") == 0.0
+    time.sleep(1.05)
+    # "a" is ready again, the global bucket too: both are taken at once.
+    assert take_token("telegram", "a") == 0.0
+    # "a" is refused by its chat limit; the global bucket is refused too, and neither
+    # refusal moves the other: after the global wait, "b" goes.
+    wait = take_token("telegram", "b")
+    assert 0 < wait <= 1.0
+    time.sleep(wait + 0.01)
+    assert take_token("telegram", "b") == 0.0
+
+
+def test_many_threads_together_never_exceed_the_global_rate(settings):
+    settings.CHANNEL_RATE_LIMITS = {"telegram": (20, 1)}
+    granted: list[float] = []
+    lock = threading.Lock()
+    stop = time.monotonic() + 2.0
+
+    def hammer(worker: int) -> None:
+        n = 0
+        while time.monotonic() < stop:
+            n += 1
+            if take_token("telegram", f"{worker}-{n}") == 0.0:
+                with lock:
+                    granted.append(time.monotonic())
+
+    threads = [threading.Thread(target=hammer, args=(i,)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    granted.sort()
+    # In any one-second window: at most rate + 1 (both closed ends), as documented.
+    worst = max(sum(1 for t in granted if start <= t < start + 1.0) for start in granted)
+    assert worst <= 21, worst
+    assert len(granted) >= 30  # and the limiter did let traffic through
+
+
+def test_the_breaker_opens_after_the_threshold_lets_one_probe_and_closes(settings):
+    settings.BREAKER_FAILURE_THRESHOLD = 3
+    settings.BREAKER_OPEN_SECONDS = 0.5
+    for _ in range(2):
+        breaker_record("telegram", success=False)
+    assert breaker_allow("telegram").allowed
+    breaker_record("telegram", success=False)
+
+    refused = breaker_allow("telegram")
+    assert not refused.allowed and 0 < refused.wait <= 0.5
+    assert breaker_is_open("telegram")
+    time.sleep(0.55)
+    probe = breaker_allow("telegram")
+    assert probe.allowed and probe.probe
+    assert not breaker_allow("telegram").allowed  # one probe at a time
+    breaker_record("telegram", success=True)
+    assert breaker_allow("telegram").allowed and not breaker_is_open("telegram")
+
+
+def test_a_failed_probe_opens_the_breaker_again(settings):
+    settings.BREAKER_FAILURE_THRESHOLD = 1
+    settings.BREAKER_OPEN_SECONDS = 0.3
+    breaker_record("telegram", success=False)
+    time.sleep(0.35)
+    assert breaker_allow("telegram").probe
+    breaker_record("telegram", success=False)
+    assert not breaker_allow("telegram").allowed
+
+
+def test_a_success_between_failures_resets_the_count(settings):
+    settings.BREAKER_FAILURE_THRESHOLD = 2
+    breaker_record("telegram", success=False)
+    breaker_record("telegram", success=True)
+    breaker_record("telegram", success=False)
+    assert not breaker_is_open("telegram")
+
+
+def due_deliveries(make_patient, count: int) -> list[Delivery]:
+    for _ in range(count):
+        message_schedule(patient=make_patient(), content="x", starts_at=ago(1))
+    dispatch_due()
+    return list(Delivery.objects.order_by("pk"))
+
+
+def test_while_the_breaker_is_open_deliveries_wait_without_an_attempt(
+    settings, fake_telegram, make_patient, broker
+):
+    settings.BREAKER_FAILURE_THRESHOLD = 2
+    settings.DELIVERY_RETRY_BASE_SECONDS = 0.1
+    first, second, third = due_deliveries(make_patient, 3)
+    fake_telegram.push(Reply.server_error(503), Reply.server_error(503))
+
+    assert deliver(first.pk).status == DeliveryStatus.QUEUED
+    assert deliver(second.pk).status == DeliveryStatus.QUEUED
+    waiting = deliver(third.pk)
+
+    assert waiting.waiting_for == "breaker" and waiting.retry_in > 0
+    third.refresh_from_db()
+    assert third.status == DeliveryStatus.QUEUED and third.attempts == 0
+    assert not third.attempt_log.exists()
+    assert len(fake_telegram.calls()) == 2
+
+
+def test_a_429_does_not_count_against_the_breaker(settings, fake_telegram, make_patient):
+    settings.BREAKER_FAILURE_THRESHOLD = 1
+    [delivery] = due_deliveries(make_patient, 1)
+    fake_telegram.push(Reply.too_many_requests(1))
+    deliver(delivery.pk)
+    assert not breaker_is_open("telegram")
+    assert delivery.attempt_log.get().outcome == AttemptOutcome.TRANSIENT
+
+
+def test_a_rate_limit_wait_is_not_an_attempt_and_comes_back_after_the_wait(
+    settings, fake_telegram, make_patient
+):
+    settings.DELIVERY_RATE_INLINE_WAIT_SECONDS = 0  # re-queue instead of sleeping
+    [delivery] = due_deliveries(make_patient, 1)
+    take_token("telegram", delivery.message.patient.contacts.get().address)
+
+    outcome = deliver(delivery.pk)
+
+    assert outcome.waiting_for == "rate_limit" and 0.5 < outcome.retry_in <= 1.0
+    delivery.refresh_from_db()
+    assert delivery.attempts == 0 and fake_telegram.calls() == []
+
+
+def test_a_short_rate_limit_wait_is_slept_and_then_sent(settings, fake_telegram, make_patient):
+    [delivery] = due_deliveries(make_patient, 1)
+    take_token("telegram", delivery.message.patient.contacts.get().address)
+    started = time.monotonic()
+    assert deliver(delivery.pk).status == DeliveryStatus.SENT
+    assert time.monotonic() - started >= 0.5
+    assert len(fake_telegram.sent()) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_full_queue_holds_deliveries_in_the_database_until_there_is_room(
+    settings, make_patient, broker
+):
+    settings.DISPATCH_MAX_QUEUED_PER_CHANNEL = 10
+    due_deliveries(make_patient, 25)
+
+    assert broker.queue_length("deliver.telegram") == 10
+    assert Delivery.objects.filter(held_at__isnull=False).count() == 15
+    # Workers drain the queue; the next tick publishes the oldest held ones.
+    broker.client.delete("deliver.telegram")
+    dispatch_due()
+    assert broker.queue_length("deliver.telegram") == 10
+    assert Delivery.objects.filter(held_at__isnull=False).count() == 5
+
+
+@pytest.mark.django_db(transaction=True)
+def test_nothing_is_published_to_a_channel_whose_breaker_is_open(settings, make_patient, broker):
+    settings.BREAKER_FAILURE_THRESHOLD = 1
+    breaker_record("telegram", success=False)
+    due_deliveries(make_patient, 5)
+    assert broker.queue_length("deliver.telegram") == 0
+    assert Delivery.objects.filter(held_at__isnull=False).count() == 5
+    breaker_record("telegram", success=True)
+    dispatch_due()
+    assert broker.queue_length("deliver.telegram") == 5
