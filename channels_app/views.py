@@ -4,6 +4,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from channels_app.models import SandboxMessage
+from scheduling.channel_status import channel_statuses
 
 
 @staff_member_required
@@ -17,3 +18,9 @@ def sandbox_outbox(request: HttpRequest) -> HttpResponse:
         "channels_app/outbox.html",
         {"messages_sent": latest, "total": SandboxMessage.objects.count()},
     )
+
+
+@staff_member_required
+def channel_status(request: HttpRequest) -> HttpResponse:
+    """Breakers, queue depths and backlogs per channel, for operators and care teams."""
+    return render(request, "channels_app/status.html", {"statuses": channel_statuses()})

@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
 
+from channels_app import views as channel_views
 from companion import views
 
 urlpatterns = [
@@ -9,4 +10,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", views.liveness, name="liveness"),
     path("sandbox/", include("channels_app.urls")),
+    path("ops/channels/", channel_views.channel_status, name="channel-status"),
 ]

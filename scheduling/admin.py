@@ -6,10 +6,14 @@ from django.utils.html import format_html_join
 from django.utils.safestring import mark_safe
 
 from channels_app.content import validate_content
+from scheduling.history import delivery_history
 from scheduling.models import Delivery, DeliveryAttempt, MessageStatus, ScheduledMessage
 from scheduling.occurrences import message_preview
+from scheduling.phrases import PhraseError, parse_schedule
 from scheduling.services import (
+    RETRYABLE_STATUSES,
     choose_channel,
+    delivery_retry,
     message_cancel,
     message_plan_next,
     validate_recurrence,
@@ -43,16 +47,39 @@ class AttemptInline(ReadOnlyInline):
 class ScheduledMessageForm(forms.ModelForm):
     """The same checks as scheduling.services.message_schedule, shown on the form."""
 
+    when = forms.CharField(
+        required=False,
+        max_length=500,
+        label="When (phrase)",
+        help_text='For example "daily at 08:00", "weekly on mon,wed at 09:00", "tomorrow 15:30" '
+        'or "every 2h", in the patient\'s time zone. Fills in the start and the rule.',
+    )
+
     class Meta:
         model = ScheduledMessage
-        fields = ["patient", "channel", "content", "format", "priority", "starts_at",
+        fields = ["patient", "channel", "content", "format", "priority", "when", "starts_at",
                   "recurrence", "timezone", "ignore_quiet_hours", "delivery_window_seconds",
                   "metadata"]  # fmt: skip
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["starts_at"].required = False  # a phrase may give it
 
     def clean(self):
         data = super().clean()
         patient = data.get("patient")
         if patient is None or self.errors:
+            return data
+        if data.get("when"):
+            zone = data.get("timezone") or patient.timezone
+            try:
+                parsed = parse_schedule(data["when"], zone_name=zone, now=timezone.now())
+            except PhraseError as error:
+                self.add_error("when", str(error))
+                return data
+            data["starts_at"], data["recurrence"] = parsed.starts_at, parsed.rrule
+        elif not data.get("starts_at"):
+            self.add_error("starts_at", "Give a start, or a phrase under When.")
             return data
         try:
             choose_channel(patient, data.get("channel"))
@@ -130,7 +157,29 @@ class DeliveryAdmin(admin.ModelAdmin):
     list_filter = ["status", "channel", "error_code"]
     date_hierarchy = "occurrence_at"
     search_fields = ["id", "message__id", "provider_message_id"]
+    readonly_fields = ["history"]
     inlines = [AttemptInline]
+    actions = ["retry_deliveries"]
+
+    @admin.display(description="Status history")
+    def history(self, obj: Delivery) -> str:
+        return format_html_join(
+            mark_safe("<br>"),  # noqa: S308 - a constant
+            "{} &nbsp; {}",
+            ((f"{at:%Y-%m-%d %H:%M:%S} UTC", text) for at, text in delivery_history(obj)),
+        )
+
+    @admin.action(description="Retry the selected failed or expired deliveries")
+    def retry_deliveries(self, request, queryset) -> None:
+        retried = 0
+        for delivery in queryset.filter(status__in=RETRYABLE_STATUSES):
+            if delivery_retry(delivery):
+                retried += 1
+                self.log_change(request, delivery, "Retried by hand")
+        skipped = queryset.count() - retried
+        self.message_user(request, f"{retried} deliveries queued again, {skipped} skipped "
+                          "(only failed or expired ones of messages not cancelled).",
+                          messages.SUCCESS if retried else messages.WARNING)  # fmt: skip
 
     def has_add_permission(self, request) -> bool:
         return False

@@ -202,7 +202,7 @@ def _reason_not_to_send(delivery: Delivery, now: datetime) -> tuple[str, str, st
         return DeliveryStatus.CANCELLED, "patient_opted_out", "the patient opted out"
     if now > delivery.expires_at:
         return DeliveryStatus.EXPIRED, "window_passed", "the delivery window had passed"
-    if delivery.attempts >= settings.DELIVERY_MAX_ATTEMPTS:
+    if delivery.attempts_used >= settings.DELIVERY_MAX_ATTEMPTS:
         return DeliveryStatus.FAILED, "max_attempts", delivery.error_text or "too many attempts"
     return None
 
@@ -276,7 +276,7 @@ def _record_failure(claim: _Claim, error: ChannelError, started: float) -> Deliv
         _close_attempt(claim, AttemptOutcome.TRANSIENT, started, error)
         delay = retry_delay(delivery.attempts, error.retry_after)
         retry_at = now + timedelta(seconds=delay)
-        if delivery.attempts >= settings.DELIVERY_MAX_ATTEMPTS:
+        if delivery.attempts_used >= settings.DELIVERY_MAX_ATTEMPTS:
             _finish(delivery, DeliveryStatus.FAILED, error.code, error.reason, now)
             return DeliveryOutcome(DeliveryStatus.FAILED, delivery.channel)
         if retry_at > delivery.expires_at:

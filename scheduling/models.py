@@ -140,6 +140,9 @@ class Delivery(models.Model):
         max_length=16, choices=DeliveryStatus.choices, default=DeliveryStatus.QUEUED
     )
     attempts = models.PositiveSmallIntegerField(default=0)
+    attempts_before_retry = models.PositiveSmallIntegerField(
+        default=0, help_text="Attempts made before the last manual retry (a fresh budget)."
+    )
     next_attempt_at = models.DateTimeField(help_text="When the next try may start.")
     expires_at = models.DateTimeField(help_text="Past this, the delivery is not sent.")
     lease_until = models.DateTimeField(null=True, blank=True)
@@ -186,6 +189,11 @@ class Delivery(models.Model):
     @property
     def is_final(self) -> bool:
         return self.status in FINAL_DELIVERY_STATUSES
+
+    @property
+    def attempts_used(self) -> int:
+        """Attempts counted against DELIVERY_MAX_ATTEMPTS: those since the last manual retry."""
+        return self.attempts - self.attempts_before_retry
 
 
 class AttemptOutcome(models.TextChoices):

@@ -76,6 +76,11 @@ class Rule:
         )
         self.zone_for_expansion = ZoneInfo("UTC") if self.elapsed else self.zone
         self.start_wall = local_wall_time(starts_at, self.zone_for_expansion)
+        just_before = local_wall_time(starts_at - timedelta(seconds=1), self.zone_for_expansion)
+        if self.start_wall - just_before > timedelta(seconds=1):
+            # The start is the end of a DST gap, where every time in the gap is sent:
+            # anchor at the gap's start so that a rule for 02:30 still counts that day.
+            self.start_wall = just_before + timedelta(seconds=1)
         body = _until_as_local(rule_body(rule), self.zone_for_expansion)
         parsed = rrulestr(body, dtstart=self.start_wall)
         if not isinstance(parsed, rrule):

@@ -2,6 +2,7 @@
 
 import logging
 from datetime import datetime, timedelta
+from functools import partial
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
@@ -19,6 +20,7 @@ from scheduling.models import (
     ScheduledMessage,
 )
 from scheduling.occurrences import Schedule
+from scheduling.queueing import enqueue_deliveries
 from scheduling.recurrence import Rule, local_wall_time, resolve_local, rule_parts
 
 logger = logging.getLogger(__name__)
@@ -154,6 +156,32 @@ def message_cancel(message: ScheduledMessage, *, reason: str = "") -> int:
         error_code="message_cancelled",
         updated_at=timezone.now(),
     )
+
+
+RETRYABLE_STATUSES = (DeliveryStatus.FAILED, DeliveryStatus.EXPIRED)
+
+
+@transaction.atomic
+def delivery_retry(delivery: Delivery) -> bool:
+    """Queues a failed or expired delivery again with a fresh attempt budget and window.
+    False (nothing done) for any other status, or when its message was cancelled."""
+    delivery = (
+        Delivery.objects.select_for_update(of=("self",)).select_related("message")
+        .filter(pk=delivery.pk, status__in=RETRYABLE_STATUSES).first()
+    )  # fmt: skip
+    if delivery is None or delivery.message.status == MessageStatus.CANCELLED:
+        return False
+    now = timezone.now()
+    delivery.status = DeliveryStatus.QUEUED
+    delivery.attempts_before_retry = delivery.attempts
+    delivery.next_attempt_at = now
+    delivery.expires_at = now + timedelta(seconds=delivery.message.delivery_window_seconds)
+    delivery.held_at = None
+    delivery.save(update_fields=["status", "attempts_before_retry", "next_attempt_at",
+                                 "expires_at", "held_at", "updated_at"])  # fmt: skip
+    transaction.on_commit(partial(enqueue_deliveries, [(delivery.pk, delivery.channel)]))
+    logger.info("delivery %s queued again by a manual retry", delivery.pk)
+    return True
 
 
 def patient_pause_channel(patient_id: int, channel: str, *, reason: str) -> int:

@@ -125,3 +125,25 @@ def test_the_admin_form_shows_what_is_wrong_and_saves_nothing(
     assert response.status_code == 200
     assert shown in response.content.decode()
     assert not ScheduledMessage.objects.filter(patient=patient).exists()
+
+
+def test_a_phrase_in_the_admin_fills_in_the_start_and_the_rule(demo_client, patient):
+    response = demo_client.post(
+        reverse("admin:scheduling_scheduledmessage_add"),
+        admin_add_form(patient, when="daily at 08:00", starts_at_0="", starts_at_1=""),
+    )
+    assert response.status_code == 302, response.content.decode()[-2000:]
+    message = ScheduledMessage.objects.get(patient=patient)
+    assert message.recurrence == "FREQ=DAILY;BYHOUR=8;BYMINUTE=0"
+    local = message.next_run_at.astimezone(patient.zone)
+    assert (local.hour, local.minute) == (8, 0)
+
+
+def test_a_phrase_not_understood_is_shown_on_the_form_and_nothing_is_saved(demo_client, patient):
+    response = demo_client.post(
+        reverse("admin:scheduling_scheduledmessage_add"),
+        admin_add_form(patient, when="dialy 08:00", starts_at_0="", starts_at_1=""),
+    )
+    assert response.status_code == 200
+    assert "unknown word &quot;dialy&quot;" in response.content.decode()
+    assert not ScheduledMessage.objects.filter(patient=patient).exists()

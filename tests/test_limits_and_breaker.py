@@ -185,3 +185,48 @@ def test_nothing_is_published_to_a_channel_whose_breaker_is_open(settings, make_
     breaker_record("telegram", success=True)
     dispatch_due()
     assert broker.queue_length("deliver.telegram") == 5
+
+
+def test_the_status_page_shows_an_open_breaker_and_the_backlog(settings, demo_client, broker):
+    settings.BREAKER_FAILURE_THRESHOLD = 1
+    breaker_record("telegram", success=False)
+    page = demo_client.get("/ops/channels/").content.decode()
+    assert '<td class="open">open</td>' in page
+    breaker_record("telegram", success=True)
+    assert '<td class="closed">closed</td>' in demo_client.get("/ops/channels/").content.decode()
+
+
+def test_a_failed_delivery_retried_in_the_admin_is_sent_with_a_fresh_budget(
+    settings, demo_client, fake_telegram, make_patient
+):
+    settings.DELIVERY_MAX_ATTEMPTS = 1
+    [delivery] = due_deliveries(make_patient, 1)
+    fake_telegram.push(Reply.server_error(502))
+    assert deliver(delivery.pk).status == DeliveryStatus.FAILED
+
+    response = demo_client.post(
+        "/admin/scheduling/delivery/",
+        {"action": "retry_deliveries", "_selected_action": [delivery.pk]},
+        follow=True,
+    )
+    assert "1 deliveries queued again, 0 skipped" in response.content.decode()
+    assert deliver(delivery.pk).status == DeliveryStatus.SENT
+    delivery.refresh_from_db()
+    assert (delivery.attempts, delivery.attempts_before_retry) == (2, 1)
+
+    page = demo_client.get(f"/admin/scheduling/delivery/{delivery.pk}/change/").content.decode()
+    for event in ("attempt 1: Transient error (network", "Retried by hand by user",
+                  "attempt 2: Sent", "sent"):  # fmt: skip
+        assert event in page, event
+
+
+def test_a_sent_delivery_is_not_retried(demo_client, fake_telegram, make_patient):
+    [delivery] = due_deliveries(make_patient, 1)
+    deliver(delivery.pk)
+    response = demo_client.post(
+        "/admin/scheduling/delivery/",
+        {"action": "retry_deliveries", "_selected_action": [delivery.pk]},
+        follow=True,
+    )
+    assert "0 deliveries queued again, 1 skipped" in response.content.decode()
+    assert len(fake_telegram.sent()) == 1
