@@ -8,13 +8,19 @@ from html.parser import HTMLParser
 
 from django.core.exceptions import ValidationError
 
+from channels_app.formatting import to_plain_text
+
 # Telegram's HTML parse mode accepts only these tags (Bot API, "HTML style").
 TELEGRAM_TAGS = frozenset(
     {"b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "span", "tg-spoiler", "a",
      "code", "pre", "blockquote", "tg-emoji", "br"}
 )  # fmt: skip
 VOID_TAGS = frozenset({"br"})
-MAX_LENGTH = {"telegram": 4096, "web": 100_000}
+# Telegram and WhatsApp take 4096 characters a message; longer content is sent in parts
+# (formatting.split_parts), up to ten. SMS is never split by us: Twilio concatenates up
+# to 1600 characters, so anything longer is refused when the message is written.
+MAX_LENGTH = {"telegram": 4096 * 10, "whatsapp": 4096 * 10, "sms": 1600, "email": 100_000,
+              "web": 100_000}  # fmt: skip
 
 
 class _TagChecker(HTMLParser):
@@ -69,7 +75,7 @@ def validate_content(channel: str, content: str, fmt: str) -> None:
                 {"content": f"HTML not accepted: {checker.problems[0]} (allowed tags: {allowed})."}
             )
     limit = MAX_LENGTH.get(channel)
-    length = visible_length(content, fmt)
+    length = len(to_plain_text(content, fmt)) if channel == "sms" else visible_length(content, fmt)
     if limit is not None and length > limit:
         raise ValidationError(
             {"content": f"The message has {length} characters; {channel} allows {limit}."}

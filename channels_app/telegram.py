@@ -26,6 +26,7 @@ from channels_app.base import (
     SendResult,
     TransientError,
 )
+from channels_app.formatting import split_parts
 
 MAX_MESSAGE_LENGTH = 4096
 
@@ -80,13 +81,9 @@ class TelegramChannel(ChannelAdapter):
         if not self._key[0]:
             raise PermanentError("not_configured", "TELEGRAM_BOT_TOKEN is not set")
         parse_mode = ParseMode.HTML if message.format == "html" else None
+        parts = split_parts(message.text, MAX_MESSAGE_LENGTH, markup=message.format == "html")
         try:
-            sent = _run(
-                lambda bot: bot.send_message(
-                    chat_id=message.address, text=message.text, parse_mode=parse_mode
-                ),
-                self._key,
-            )
+            ids = [self._send_part(message.address, part, parse_mode) for part in parts]
         except RetryAfter as exc:
             raise TransientError(
                 "rate_limited", exc.message, retry_after=_seconds(exc.retry_after)
@@ -106,4 +103,11 @@ class TelegramChannel(ChannelAdapter):
             raise TransientError("network", exc.message) from exc
         except TelegramError as exc:
             raise TransientError("telegram_error", exc.message) from exc
-        return SendResult(provider_message_id=str(sent.message_id))
+        return SendResult(provider_message_id=",".join(ids)[:128])
+
+    def _send_part(self, chat_id: str, text: str, parse_mode: str | None) -> str:
+        sent = _run(
+            lambda bot: bot.send_message(chat_id=chat_id, text=text, parse_mode=parse_mode),
+            self._key,
+        )
+        return str(sent.message_id)

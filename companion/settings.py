@@ -99,7 +99,7 @@ REDIS_URL = env.url("REDIS_URL", "redis://127.0.0.1:6379/0", schemes=("redis", "
 
 # One queue per channel, so a slow or broken provider never holds up the others, and
 # a deployment can scale the workers of each channel on its own queue depth.
-CHANNELS = ("telegram", "web")
+CHANNELS = ("telegram", "whatsapp", "sms", "email", "web")
 SCHEDULER_QUEUE = "scheduler"
 DELIVERY_QUEUES = {channel: f"deliver.{channel}" for channel in CHANNELS}
 
@@ -175,8 +175,64 @@ if TELEGRAM_TIMEOUT_SECONDS * 2 >= DELIVERY_LEASE_SECONDS:
         "DELIVERY_LEASE_SECONDS must be more than twice TELEGRAM_TIMEOUT_SECONDS, "
         "or a slow send would be taken for a dead worker"
     )
+# WhatsApp Cloud API (Meta's Graph API).
+WHATSAPP_API_BASE_URL = env.url(
+    "WHATSAPP_API_BASE_URL", "https://graph.facebook.com/v21.0", schemes=("http", "https")
+)
+WHATSAPP_TOKEN = env.string("WHATSAPP_TOKEN")
+WHATSAPP_PHONE_NUMBER_ID = env.string("WHATSAPP_PHONE_NUMBER_ID")
+WHATSAPP_TIMEOUT_SECONDS = env.number("WHATSAPP_TIMEOUT_SECONDS", 10.0, minimum=0.5)
+# Cloud API throughput is 80 messages/s per business number by default; one pair of
+# numbers may exchange about one message every 6 s before error 131056.
+WHATSAPP_RATE_PER_SECOND = env.number("WHATSAPP_RATE_PER_SECOND", 80.0, minimum=0.1)
+WHATSAPP_RATE_PER_RECIPIENT_PER_SECOND = env.number(
+    "WHATSAPP_RATE_PER_RECIPIENT_PER_SECOND", 0.16, minimum=0.01
+)
+
+# SMS through Twilio's REST API.
+TWILIO_API_BASE_URL = env.url(
+    "TWILIO_API_BASE_URL", "https://api.twilio.com", schemes=("http", "https")
+)
+TWILIO_ACCOUNT_SID = env.string("TWILIO_ACCOUNT_SID")
+TWILIO_AUTH_TOKEN = env.string("TWILIO_AUTH_TOKEN")
+TWILIO_FROM_NUMBER = env.string("TWILIO_FROM_NUMBER")
+TWILIO_MESSAGING_SERVICE_SID = env.string("TWILIO_MESSAGING_SERVICE_SID")
+# The public https address of this site, for Twilio's status callbacks; empty: none asked.
+PUBLIC_BASE_URL = env.string("PUBLIC_BASE_URL").rstrip("/")
+TWILIO_TIMEOUT_SECONDS = env.number("TWILIO_TIMEOUT_SECONDS", 10.0, minimum=0.5)
+# A long code sends about 1 segment/s (US); Twilio queues beyond it, we pace instead.
+SMS_RATE_PER_SECOND = env.number("SMS_RATE_PER_SECOND", 1.0, minimum=0.01)
+SMS_RATE_PER_RECIPIENT_PER_SECOND = env.number(
+    "SMS_RATE_PER_RECIPIENT_PER_SECOND", 0.2, minimum=0.01
+)
+
+# E-mail through Django's mail framework (SMTP).
+EMAIL_HOST = env.string("EMAIL_HOST", "localhost")
+EMAIL_PORT = env.integer("EMAIL_PORT", 25, minimum=1, maximum=65535)
+EMAIL_HOST_USER = env.string("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env.string("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env.boolean("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = env.boolean("EMAIL_USE_SSL", False)
+EMAIL_TIMEOUT = env.integer("EMAIL_TIMEOUT", 10, minimum=1, maximum=300)
+DEFAULT_FROM_EMAIL = env.string("DEFAULT_FROM_EMAIL", "care-team@localhost")
+EMAIL_SUBJECT = env.string("EMAIL_SUBJECT", "A message from your care team")
+EMAIL_RATE_PER_SECOND = env.number("EMAIL_RATE_PER_SECOND", 10.0, minimum=0.01)
+
+# The order in which a patient's channels are tried when a message names none, after
+# the patient's preferred one. The web inbox always reaches them, so it ends the list.
+CHANNEL_FALLBACK_ORDER = env.words(
+    "CHANNEL_FALLBACK_ORDER", ["telegram", "whatsapp", "sms", "email"]
+)
+if unknown := set(CHANNEL_FALLBACK_ORDER) - set(CHANNELS):
+    raise ImproperlyConfigured(f"CHANNEL_FALLBACK_ORDER names unknown channels: {sorted(unknown)}")
+
 # Per channel: (messages per second in all, per second to one recipient).
-CHANNEL_RATE_LIMITS = {"telegram": (TELEGRAM_RATE_PER_SECOND, TELEGRAM_RATE_PER_CHAT_PER_SECOND)}
+CHANNEL_RATE_LIMITS = {
+    "telegram": (TELEGRAM_RATE_PER_SECOND, TELEGRAM_RATE_PER_CHAT_PER_SECOND),
+    "whatsapp": (WHATSAPP_RATE_PER_SECOND, WHATSAPP_RATE_PER_RECIPIENT_PER_SECOND),
+    "sms": (SMS_RATE_PER_SECOND, SMS_RATE_PER_RECIPIENT_PER_SECOND),
+    "email": (EMAIL_RATE_PER_SECOND, EMAIL_RATE_PER_SECOND),
+}
 # The sandbox records what would have been sent instead of calling the provider, so a
 # development stack without a bot token still shows deliveries. Never in production.
 CHANNEL_SANDBOX = env.boolean("CHANNEL_SANDBOX", default=DEBUG and not TELEGRAM_BOT_TOKEN)

@@ -1,6 +1,8 @@
+import re
 import zoneinfo
 
 from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
 from django.db import models
 from django.db.models import F, Q
 
@@ -14,7 +16,28 @@ def validate_timezone(value: str) -> None:
 
 class Channel(models.TextChoices):
     TELEGRAM = "telegram", "Telegram"
+    WHATSAPP = "whatsapp", "WhatsApp"
+    SMS = "sms", "SMS"
+    EMAIL = "email", "E-mail"
     WEB = "web", "Web inbox"
+
+
+E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+
+
+def validate_address(channel: str, address: str) -> None:
+    """An address the channel can use: a chat id, an E.164 number, an e-mail address."""
+    if channel == Channel.TELEGRAM and not re.fullmatch(r"-?\d{1,20}", address):
+        raise ValidationError({"address": "A Telegram chat id is a number, e.g. 123456789."})
+    if channel in (Channel.SMS, Channel.WHATSAPP) and not E164.match(address):
+        raise ValidationError(
+            {"address": f"{address!r} is not an E.164 phone number (e.g. +4915112345678)."}
+        )
+    if channel == Channel.EMAIL:
+        try:
+            validate_email(address)
+        except ValidationError as exc:
+            raise ValidationError({"address": f"{address!r} is not an e-mail address."}) from exc
 
 
 class Organization(models.Model):
@@ -101,3 +124,8 @@ class Contact(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_channel_display()} contact #{self.pk}"
+
+    def clean(self) -> None:
+        if self.channel == Channel.WEB:
+            raise ValidationError({"channel": "The web inbox needs no contact."})
+        validate_address(self.channel, self.address.strip())

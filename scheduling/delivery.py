@@ -37,7 +37,7 @@ from scheduling.models import (
     DeliveryStatus,
     MessageStatus,
 )
-from scheduling.services import patient_pause_channel, reachable_contact
+from scheduling.services import patient_channel_blocked, reachable_contact
 
 logger = logging.getLogger(__name__)
 
@@ -306,12 +306,12 @@ def _block_contact(delivery: Delivery, error: ChannelError, now: datetime) -> No
         Contact.objects.filter(pk=delivery.contact_id).update(
             blocked_at=now, blocked_reason=error.reason[:255]
         )
-    patient_pause_channel(
+    patient_channel_blocked(
         delivery.message.patient_id,
         delivery.channel,
-        reason=f"patient blocked us on {delivery.channel}: {error.reason}"[:255],
+        reason=f"patient blocked us on {delivery.channel}: {error.reason}",
     )
     logger.warning(
-        "delivery %s: patient %s blocked %s (contact %s); their schedules there are paused",
+        "delivery %s: patient %s blocked %s (contact %s); their schedules there moved or paused",
         delivery.pk, delivery.message.patient_id, delivery.channel, delivery.contact_id,
     )  # fmt: skip

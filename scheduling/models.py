@@ -30,6 +30,10 @@ class ScheduledMessage(models.Model):
         Patient, on_delete=models.CASCADE, related_name="scheduled_messages"
     )
     channel = models.CharField(max_length=16, choices=Channel.choices)
+    channel_fixed = models.BooleanField(
+        default=False,
+        help_text="Named by the care team: never moved to another channel (paused instead).",
+    )
     content = models.TextField()
     format = models.CharField(
         max_length=8, choices=ContentFormat.choices, default=ContentFormat.TEXT
@@ -151,6 +155,10 @@ class Delivery(models.Model):
     )
     sent_at = models.DateTimeField(null=True, blank=True)
     provider_message_id = models.CharField(max_length=128, blank=True)
+    provider_status = models.CharField(
+        max_length=16, blank=True, help_text="What the provider reported later (e.g. delivered)."
+    )
+    provider_status_at = models.DateTimeField(null=True, blank=True)
     error_code = models.CharField(max_length=64, blank=True)
     error_text = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

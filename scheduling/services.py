@@ -30,17 +30,29 @@ def reachable_contact(patient: Patient, channel: str) -> Contact | None:
     return patient.contacts.filter(channel=channel, blocked_at__isnull=True).order_by("id").first()
 
 
+def channel_order(patient: Patient) -> list[str]:
+    """The patient's preferred channel, then the fallback order, then the web inbox."""
+    order = [patient.preferred_channel, *settings.CHANNEL_FALLBACK_ORDER, Channel.WEB]
+    return list(dict.fromkeys(order))
+
+
 def choose_channel(patient: Patient, requested: str | None) -> str:
-    """The requested channel, else the patient's preferred one, else the web inbox."""
+    """The requested channel, else the first in the patient's order with a verified,
+    unblocked contact; the web inbox always qualifies."""
     if requested:
         if requested not in Channel.values:
             raise ValidationError({"channel": f"{requested!r} is not a channel."})
         if requested in ADDRESSED_CHANNELS and reachable_contact(patient, requested) is None:
             raise ValidationError({"channel": f"The patient has no unblocked {requested} contact."})
         return requested
-    preferred = patient.preferred_channel
-    if preferred not in ADDRESSED_CHANNELS or reachable_contact(patient, preferred):
-        return preferred
+    usable = set(
+        patient.contacts.filter(blocked_at__isnull=True, verified_at__isnull=False).values_list(
+            "channel", flat=True
+        )
+    )
+    for channel in channel_order(patient):
+        if channel not in ADDRESSED_CHANNELS or channel in usable:
+            return channel
     return Channel.WEB
 
 
@@ -69,6 +81,7 @@ def message_schedule(
         organization_id=patient.organization_id,
         patient=patient,
         channel=chosen,
+        channel_fixed=bool(channel),
         content=content,
         format=format,
         priority=priority,
@@ -184,10 +197,23 @@ def delivery_retry(delivery: Delivery) -> bool:
     return True
 
 
-def patient_pause_channel(patient_id: int, channel: str, *, reason: str) -> int:
-    """Pauses the patient's active messages on one channel (for example after a block)."""
-    paused = ScheduledMessage.objects.filter(
+def patient_channel_blocked(patient_id: int, channel: str, *, reason: str) -> dict[str, int]:
+    """After a patient blocked us on a channel: their messages that follow their preference
+    move to the next channel they can be reached on; those the care team tied to this
+    channel are paused. Either way the reason is on the message for the care team."""
+    patient = Patient.objects.get(pk=patient_id)
+    active = ScheduledMessage.objects.filter(
         patient_id=patient_id, channel=channel, status=MessageStatus.ACTIVE
-    ).update(status=MessageStatus.PAUSED, status_reason=reason, updated_at=timezone.now())
-    logger.info("patient %s: %d messages on %s paused", patient_id, paused, channel)
-    return paused
+    )
+    now = timezone.now()
+    paused = active.filter(channel_fixed=True).update(
+        status=MessageStatus.PAUSED, status_reason=reason[:255], updated_at=now
+    )
+    following = choose_channel(patient, None)
+    note = f"{reason}; moved to {following}"[:255]
+    moved = active.filter(channel_fixed=False).update(
+        channel=following, status_reason=note, updated_at=now
+    )
+    logger.info("patient %s blocked %s: %d messages paused, %d moved to %s",
+                patient_id, channel, paused, moved, following)  # fmt: skip
+    return {"paused": paused, "moved": moved}

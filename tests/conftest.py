@@ -79,7 +79,8 @@ def make_patient(organization):
         )
         if chat_id:
             address = f"{700000 + number}" if chat_id == "auto" else chat_id
-            Contact.objects.create(patient=patient, channel=Channel.TELEGRAM, address=address)
+            Contact.objects.create(patient=patient, channel=Channel.TELEGRAM, address=address,
+                                   verified_at=timezone.now())  # fmt: skip
         return patient
 
     return make

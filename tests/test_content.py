@@ -24,14 +24,21 @@ def test_it_refuses_html_telegram_cannot_parse_and_says_what(html, problem):
 
 
 def test_it_refuses_a_message_over_the_channel_limit_and_names_the_limit():
-    validate_content("telegram", "x" * 4096, "text")
+    validate_content("telegram", "x" * 40960, "text")  # sent in ten parts
     with pytest.raises(ValidationError) as raised:
-        validate_content("telegram", "x" * 4097, "text")
-    assert "4097 characters; telegram allows 4096" in raised.value.message_dict["content"][0]
+        validate_content("telegram", "x" * 40961, "text")
+    assert "40961 characters; telegram allows 40960" in raised.value.message_dict["content"][0]
+
+
+def test_an_sms_over_1600_characters_is_refused_counting_the_text_it_becomes():
+    validate_content("sms", "<b>" + "x" * 1600 + "</b>", "html")
+    with pytest.raises(ValidationError) as raised:
+        validate_content("sms", "x" * 1601, "text")
+    assert "1601 characters; sms allows 1600" in raised.value.message_dict["content"][0]
 
 
 def test_html_tags_do_not_count_toward_the_limit():
-    validate_content("telegram", "<b>" + "x" * 4096 + "</b>", "html")
+    validate_content("telegram", "<b>" + "x" * 40960 + "</b>", "html")
 
 
 def test_it_refuses_empty_content_and_unknown_formats():

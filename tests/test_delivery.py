@@ -182,7 +182,7 @@ def test_it_pauses_schedules_and_blocks_the_contact_when_the_patient_blocks_the_
     fake_telegram, patient
 ):
     other = message_schedule(patient=patient, content="daily", starts_at=from_now(60),
-                             recurrence="FREQ=DAILY")  # fmt: skip
+                             recurrence="FREQ=DAILY", channel="telegram")  # fmt: skip
     delivery = due_delivery(patient)
     fake_telegram.push(Reply.blocked())
 
@@ -269,3 +269,25 @@ def test_backoff_grows_is_capped_and_honours_retry_after(settings):
     assert all(retry_delay(1, 30) >= 30 for _ in range(50))
     spread = {round(retry_delay(5, None), 3) for _ in range(50)}
     assert len(spread) > 10, "no jitter"
+
+
+@pytest.mark.parametrize(("other_contact", "moved_to"),
+                         [(("whatsapp", "+4915112345678"), "whatsapp"), (None, "web")])  # fmt: skip
+def test_after_a_block_messages_that_follow_the_preference_move_to_the_next_channel(
+    fake_telegram, patient, other_contact, moved_to
+):
+    if other_contact:
+        Contact.objects.create(patient=patient, channel=other_contact[0], address=other_contact[1],
+                               verified_at=timezone.now())  # fmt: skip
+    follower = message_schedule(patient=patient, content="daily", starts_at=from_now(60),
+                                recurrence="FREQ=DAILY")  # fmt: skip
+    assert follower.channel == "telegram"
+    delivery = due_delivery(patient)
+    fake_telegram.push(Reply.blocked())
+
+    deliver(delivery.pk)
+
+    follower.refresh_from_db()
+    assert (follower.status, follower.channel) == (MessageStatus.ACTIVE, moved_to)
+    assert "blocked us on telegram" in follower.status_reason
+    assert f"moved to {moved_to}" in follower.status_reason

@@ -81,13 +81,15 @@ def test_a_429_is_retried_after_retry_after_and_delivered_once(
     assert outcomes == [(AttemptOutcome.TRANSIENT, "rate_limited"), (AttemptOutcome.SENT, "")]
 
 
-def test_a_403_marks_the_contact_blocked_and_pauses_the_patients_other_schedules(
+def test_a_403_blocks_the_contact_pauses_schedules_tied_to_telegram_and_moves_the_rest(
     celery_stack, fake_telegram, patient
 ):
     chat_id = patient.contacts.get().address
     fake_telegram.push(Reply.blocked(), chat_id=chat_id)
     first = message_schedule(patient=patient, content="Check-in", starts_at=from_now(1))
-    later = message_schedule(
+    later = message_schedule(patient=patient, content="Daily", starts_at=from_now(3600),
+                             recurrence="FREQ=DAILY", channel="telegram")  # fmt: skip
+    follower = message_schedule(
         patient=patient, content="Daily", starts_at=from_now(3600), recurrence="FREQ=DAILY"
     )
 
@@ -99,4 +101,7 @@ def test_a_403_marks_the_contact_blocked_and_pauses_the_patients_other_schedules
     later.refresh_from_db()
     assert later.status == MessageStatus.PAUSED
     assert "blocked" in later.status_reason
+    # One that followed the patient's preference goes on through the next channel.
+    follower.refresh_from_db()
+    assert (follower.status, follower.channel) == (MessageStatus.ACTIVE, "web")
     assert len(fake_telegram.calls()) == 1, "a blocked recipient must not be retried"

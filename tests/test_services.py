@@ -28,7 +28,7 @@ def test_a_patient_without_a_messenger_contact_falls_back_to_the_web_inbox(patie
     ("kwargs", "field", "words"),
     [
         ({"content": ""}, "content", "empty"),
-        ({"content": "x" * 5000}, "content", "4096"),
+        ({"content": "x" * 41000}, "content", "40960"),
         ({"format": "html", "content": "<div>x</div>"}, "content", "<div>"),
         ({"recurrence": "FREQ=SOMETIMES"}, "recurrence", "RRULE"),
         ({"zone_name": "Mars/Olympus"}, "timezone", "IANA"),

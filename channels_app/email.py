@@ -1,0 +1,63 @@
+"""E-mail through Django's mail framework (SMTP settings from the environment).
+
+Every message goes out with a plain-text body and an HTML alternative, so any mail
+client shows it. SMTP answers are sorted like a provider's: 4xx and dropped connections
+are transient, 5xx refusals of the recipient are permanent.
+"""
+
+import html
+import smtplib
+from email.utils import make_msgid
+
+from django.conf import settings
+from django.core.mail import EmailMultiAlternatives, get_connection
+
+from channels_app.base import (
+    ChannelAdapter,
+    OutboundMessage,
+    PermanentError,
+    SendResult,
+    TransientError,
+)
+from channels_app.formatting import to_plain_text
+
+
+class EmailChannel(ChannelAdapter):
+    name = "email"
+
+    def send(self, message: OutboundMessage) -> SendResult:
+        message_id = make_msgid(domain=settings.DEFAULT_FROM_EMAIL.rpartition("@")[2] or None)
+        mail = EmailMultiAlternatives(
+            subject=settings.EMAIL_SUBJECT,
+            body=to_plain_text(message.text, message.format),
+            from_email=settings.DEFAULT_FROM_EMAIL,
+            to=[message.address],
+            headers={"Message-ID": message_id},
+            connection=get_connection(timeout=settings.EMAIL_TIMEOUT),
+        )
+        mail.attach_alternative(_as_html(message.text, message.format), "text/html")
+        try:
+            mail.send()
+        except smtplib.SMTPRecipientsRefused as exc:
+            code, reason = next(iter(exc.recipients.values()))
+            raise _smtp_error(code, reason) from exc
+        except smtplib.SMTPAuthenticationError as exc:
+            raise PermanentError("not_configured", "the SMTP server refused our login") from exc
+        except smtplib.SMTPResponseException as exc:
+            raise _smtp_error(exc.smtp_code, exc.smtp_error) from exc
+        except (smtplib.SMTPException, OSError) as exc:
+            # Refused or dropped connections, timeouts, TLS failures.
+            raise TransientError("network", f"SMTP: {type(exc).__name__}") from exc
+        return SendResult(provider_message_id=message_id.strip("<>")[:128])
+
+
+def _as_html(content: str, fmt: str) -> str:
+    body = content if fmt == "html" else html.escape(content)
+    return f"<html><body><p>{body.replace(chr(10), '<br>')}</p></body></html>"
+
+
+def _smtp_error(code: int, reason: bytes | str) -> Exception:
+    text = reason.decode(errors="replace") if isinstance(reason, bytes) else str(reason)
+    if 400 <= code < 500:
+        return TransientError(f"smtp_{code}", text[:200])
+    return PermanentError(f"smtp_{code}", text[:200])
