@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from channels_app.models import InboxMessage, SandboxMessage
+from channels_app.models import InboxMessage, MessageTemplate, SandboxMessage
 
 
 @admin.register(SandboxMessage)
@@ -24,3 +24,12 @@ class InboxMessageAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request) -> bool:
         return False
+
+
+@admin.register(MessageTemplate)
+class MessageTemplateAdmin(admin.ModelAdmin):
+    """Clinic templates; a row without organization overrides a built-in default."""
+
+    list_display = ["key", "language", "organization", "format", "updated_at"]
+    list_filter = ["key", "language", "organization"]
+    search_fields = ["key", "body"]

@@ -2,8 +2,11 @@ from django.conf import settings
 from django.contrib.admin.views.decorators import staff_member_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.utils import timezone
+from django.utils.safestring import mark_safe
 
-from channels_app.models import SandboxMessage
+from channels_app.inbox import patient_for_token, safe_html
+from channels_app.models import InboxMessage, SandboxMessage
 from scheduling.channel_status import channel_statuses
 
 
@@ -24,3 +27,21 @@ def sandbox_outbox(request: HttpRequest) -> HttpResponse:
 def channel_status(request: HttpRequest) -> HttpResponse:
     """Breakers, queue depths and backlogs per channel, for operators and care teams."""
     return render(request, "channels_app/status.html", {"statuses": channel_statuses()})
+
+
+def patient_inbox(request: HttpRequest, token: str) -> HttpResponse:
+    """A patient's messages, behind their signed link; the newest 100, marked read."""
+    patient = patient_for_token(token)
+    if patient is None:
+        raise Http404("No inbox here.")
+    items = list(InboxMessage.objects.filter(patient=patient)[:100])
+    for item in items:
+        item.safe_body = mark_safe(safe_html(item.body, item.format))  # noqa: S308 - cleaned
+        item.local_time = item.created_at.astimezone(patient.zone)
+    unread = [item.pk for item in items if item.read_at is None]
+    InboxMessage.objects.filter(pk__in=unread).update(read_at=timezone.now())
+    response = render(request, "channels_app/inbox.html",
+                      {"items": items, "language": patient.language})  # fmt: skip
+    response["Cache-Control"] = "private, no-store"
+    response["Referrer-Policy"] = "no-referrer"
+    return response

@@ -226,6 +226,9 @@ CHANNEL_FALLBACK_ORDER = env.words(
 if unknown := set(CHANNEL_FALLBACK_ORDER) - set(CHANNELS):
     raise ImproperlyConfigured(f"CHANNEL_FALLBACK_ORDER names unknown channels: {sorted(unknown)}")
 
+# The language whose templates stand in when none exists in the patient's language.
+TEMPLATE_FALLBACK_LANGUAGE = env.string("TEMPLATE_FALLBACK_LANGUAGE", "en").lower()
+
 # Per channel: (messages per second in all, per second to one recipient).
 CHANNEL_RATE_LIMITS = {
     "telegram": (TELEGRAM_RATE_PER_SECOND, TELEGRAM_RATE_PER_CHAT_PER_SECOND),

@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
 
+from channels_app import callbacks
 from channels_app import views as channel_views
 from companion import views
 
@@ -11,4 +12,6 @@ urlpatterns = [
     path("healthz", views.liveness, name="liveness"),
     path("sandbox/", include("channels_app.urls")),
     path("ops/channels/", channel_views.channel_status, name="channel-status"),
+    path("channels/twilio/status/", callbacks.twilio_status, name="twilio-status"),
+    path("inbox/<str:token>/", channel_views.patient_inbox, name="patient-inbox"),
 ]

@@ -1,5 +1,7 @@
 from django.contrib import admin
+from django.utils.html import format_html
 
+from channels_app.inbox import inbox_path
 from patients.models import Contact, Organization, Patient
 from scheduling.services import patient_reschedule
 
@@ -23,6 +25,13 @@ class PatientAdmin(admin.ModelAdmin):
     list_filter = ["organization", "preferred_channel", "timezone"]
     search_fields = ["name"]
     inlines = [ContactInline]
+    readonly_fields = ["inbox_link"]
+
+    @admin.display(description="Web inbox link (send it to the patient)")
+    def inbox_link(self, obj: Patient) -> str:
+        if obj.pk is None:
+            return "-"
+        return format_html('<a href="{0}" target="_blank">{0}</a>', inbox_path(obj))
 
     def save_model(self, request, obj, form, change) -> None:
         super().save_model(request, obj, form, change)

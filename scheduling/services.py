@@ -11,6 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from channels_app.content import validate_content
+from channels_app.message_templates import find_template, render_template, template_parameters
 from channels_app.registry import ADDRESSED_CHANNELS
 from patients.models import Channel, Contact, Patient
 from scheduling.models import (
@@ -101,6 +102,21 @@ def message_schedule(
     message.save()
     logger.info("message %s scheduled for patient %s on %s", message.pk, patient.pk, chosen)
     return message
+
+
+def message_schedule_from_template(
+    *, patient: Patient, template: str, params: dict[str, object] | None = None, **kwargs
+) -> ScheduledMessage:
+    """A message written from a template in the patient's language ({name} is filled in
+    from the patient unless given); a missing or unknown parameter is an error now."""
+    row = find_template(patient.organization_id, template, patient.language)
+    params = dict(params or {})
+    if "name" in template_parameters(row.body):
+        params.setdefault("name", patient.name)
+    metadata = {**(kwargs.pop("metadata", None) or {}), "template": template,
+                "template_language": row.language}  # fmt: skip
+    return message_schedule(patient=patient, content=render_template(row, params),
+                            format=row.format, metadata=metadata, **kwargs)  # fmt: skip
 
 
 def validate_recurrence(message: ScheduledMessage) -> None:
