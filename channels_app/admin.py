@@ -1,11 +1,18 @@
 from django.contrib import admin
 
 from channels_app.models import InboxMessage, MessageTemplate, SandboxMessage
+from patients.access import scoped
+from patients.admin_scoping import ORGANIZATION_FILTER, OrganizationScopedAdmin
+from scheduling.models import Delivery
 
 
 @admin.register(SandboxMessage)
 class SandboxMessageAdmin(admin.ModelAdmin):
     """Only fills up on development stacks (CHANNEL_SANDBOX); nothing here left the server."""
+
+    def get_queryset(self, request):
+        visible = scoped(Delivery.objects.all(), request.user).values("pk")
+        return super().get_queryset(request).filter(delivery_id__in=visible)
 
     list_display = ["id", "created_at", "channel", "address", "delivery_id", "text"]
     list_filter = ["channel"]
@@ -18,7 +25,7 @@ class SandboxMessageAdmin(admin.ModelAdmin):
 
 
 @admin.register(InboxMessage)
-class InboxMessageAdmin(admin.ModelAdmin):
+class InboxMessageAdmin(OrganizationScopedAdmin):
     list_display = ["id", "patient", "created_at", "read_at", "delivery_id"]
     raw_id_fields = ["patient"]
 
@@ -27,9 +34,10 @@ class InboxMessageAdmin(admin.ModelAdmin):
 
 
 @admin.register(MessageTemplate)
-class MessageTemplateAdmin(admin.ModelAdmin):
-    """Clinic templates; a row without organization overrides a built-in default."""
+class MessageTemplateAdmin(OrganizationScopedAdmin):
+    """Clinic templates; a row without organization (operators only) overrides a
+    built-in default for everyone."""
 
     list_display = ["key", "language", "organization", "format", "updated_at"]
-    list_filter = ["key", "language", "organization"]
+    list_filter = ["key", "language", ORGANIZATION_FILTER]
     search_fields = ["key", "body"]

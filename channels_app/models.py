@@ -1,3 +1,4 @@
+from auditlog.registry import auditlog
 from django.db import models
 
 from patients.models import Channel, Patient
@@ -71,3 +72,6 @@ class MessageTemplate(models.Model):
         from channels_app.message_templates import template_parameters
 
         template_parameters(self.body)  # raises ValidationError naming a bad parameter
+
+
+auditlog.register(MessageTemplate, exclude_fields=["updated_at"])

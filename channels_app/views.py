@@ -1,5 +1,6 @@
 from django.conf import settings
 from django.contrib.admin.views.decorators import staff_member_required
+from django.contrib.auth.decorators import user_passes_test
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
@@ -7,7 +8,9 @@ from django.utils.safestring import mark_safe
 
 from channels_app.inbox import patient_for_token, safe_html
 from channels_app.models import InboxMessage, SandboxMessage
+from patients.access import scoped
 from scheduling.channel_status import channel_statuses
+from scheduling.models import Delivery
 
 
 @staff_member_required
@@ -15,17 +18,19 @@ def sandbox_outbox(request: HttpRequest) -> HttpResponse:
     """What the sandbox recorded instead of sending; absent unless CHANNEL_SANDBOX is on."""
     if not settings.CHANNEL_SANDBOX:
         raise Http404("The channel sandbox is off.")
-    latest = SandboxMessage.objects.all()[:100]
+    visible = scoped(Delivery.objects.all(), request.user).values("pk")
+    recorded = SandboxMessage.objects.filter(delivery_id__in=visible)
     return render(
         request,
         "channels_app/outbox.html",
-        {"messages_sent": latest, "total": SandboxMessage.objects.count()},
+        {"messages_sent": recorded[:100], "total": recorded.count()},
     )
 
 
-@staff_member_required
+@user_passes_test(lambda user: user.is_active and user.is_superuser)
 def channel_status(request: HttpRequest) -> HttpResponse:
-    """Breakers, queue depths and backlogs per channel, for operators and care teams."""
+    """Breakers, queue depths and backlogs per channel: the operators' view, since the
+    counts span every organization."""
     return render(request, "channels_app/status.html", {"statuses": channel_statuses()})
 
 

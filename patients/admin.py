@@ -2,15 +2,37 @@ from django.contrib import admin
 from django.utils.html import format_html
 
 from channels_app.inbox import inbox_path
-from patients.models import Contact, Organization, Patient
+from patients.admin_scoping import (
+    ORGANIZATION_FILTER,
+    OrganizationScopedAdmin,
+    user_sees_everything,
+)
+from patients.models import Contact, Membership, Organization, Patient
+from scheduling.history import audit_lines
 from scheduling.services import patient_reschedule
 
 
 @admin.register(Organization)
-class OrganizationAdmin(admin.ModelAdmin):
+class OrganizationAdmin(OrganizationScopedAdmin):
     list_display = ["name", "slug", "created_at"]
     prepopulated_fields = {"slug": ["name"]}
     search_fields = ["name", "slug"]
+
+    def has_add_permission(self, request) -> bool:
+        return user_sees_everything(request)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return user_sees_everything(request)
+
+
+@admin.register(Membership)
+class MembershipAdmin(OrganizationScopedAdmin):
+    list_display = ["user", "organization", "role", "created_at"]
+    list_filter = ["role", ORGANIZATION_FILTER]
+    raw_id_fields = ["user"]
+
+    def has_module_permission(self, request) -> bool:
+        return user_sees_everything(request)  # memberships are the operators' to manage
 
 
 class ContactInline(admin.TabularInline):
@@ -20,12 +42,16 @@ class ContactInline(admin.TabularInline):
 
 
 @admin.register(Patient)
-class PatientAdmin(admin.ModelAdmin):
+class PatientAdmin(OrganizationScopedAdmin):
     list_display = ["name", "organization", "timezone", "preferred_channel", "opted_out_at"]
-    list_filter = ["organization", "preferred_channel", "timezone"]
+    list_filter = [ORGANIZATION_FILTER, "preferred_channel", "timezone"]
     search_fields = ["name"]
     inlines = [ContactInline]
-    readonly_fields = ["inbox_link"]
+    readonly_fields = ["inbox_link", "audit_trail"]
+
+    @admin.display(description="Audit trail")
+    def audit_trail(self, obj: Patient) -> str:
+        return audit_lines(obj)
 
     @admin.display(description="Web inbox link (send it to the patient)")
     def inbox_link(self, obj: Patient) -> str:
@@ -42,7 +68,7 @@ class PatientAdmin(admin.ModelAdmin):
 
 
 @admin.register(Contact)
-class ContactAdmin(admin.ModelAdmin):
+class ContactAdmin(OrganizationScopedAdmin):
     list_display = ["id", "patient", "channel", "verified_at", "blocked_at", "blocked_reason"]
     list_filter = ["channel", ("blocked_at", admin.EmptyFieldListFilter)]
     raw_id_fields = ["patient"]

@@ -1,6 +1,8 @@
 import re
 import zoneinfo
 
+from auditlog.registry import auditlog
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import models
@@ -29,7 +31,7 @@ def validate_address(channel: str, address: str) -> None:
     """An address the channel can use: a chat id, an E.164 number, an e-mail address."""
     if channel == Channel.TELEGRAM and not re.fullmatch(r"-?\d{1,20}", address):
         raise ValidationError({"address": "A Telegram chat id is a number, e.g. 123456789."})
-    if channel in (Channel.SMS, Channel.WHATSAPP) and not E164.match(address):
+    if channel in (Channel.SMS, Channel.WHATSAPP) and not E164.fullmatch(address):
         raise ValidationError(
             {"address": f"{address!r} is not an E.164 phone number (e.g. +4915112345678)."}
         )
@@ -52,6 +54,32 @@ class Organization(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class Role(models.TextChoices):
+    ADMIN = "admin", "Admin"
+    STAFF = "staff", "Staff"
+
+
+class Membership(models.Model):
+    """A provider user's place in an organization; every surface scopes to these."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+    )
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="memberships"
+    )
+    role = models.CharField(max_length=8, choices=Role.choices, default=Role.STAFF)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "organization"], name="membership_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.organization} ({self.role})"
 
 
 class Patient(models.Model):
@@ -129,3 +157,8 @@ class Contact(models.Model):
         if self.channel == Channel.WEB:
             raise ValidationError({"channel": "The web inbox needs no contact."})
         validate_address(self.channel, self.address.strip())
+
+
+auditlog.register(Patient, exclude_fields=["updated_at"])
+auditlog.register(Contact)
+auditlog.register(Membership)

@@ -6,7 +6,8 @@ from django.utils.html import format_html_join
 from django.utils.safestring import mark_safe
 
 from channels_app.content import validate_content
-from scheduling.history import delivery_history
+from patients.admin_scoping import ORGANIZATION_FILTER, OrganizationScopedAdmin
+from scheduling.history import audit_lines, delivery_history
 from scheduling.models import Delivery, DeliveryAttempt, MessageStatus, ScheduledMessage
 from scheduling.occurrences import message_preview
 from scheduling.phrases import PhraseError, parse_schedule
@@ -15,7 +16,10 @@ from scheduling.services import (
     choose_channel,
     delivery_retry,
     message_cancel,
+    message_pause,
     message_plan_next,
+    message_resume,
+    message_send_now,
     validate_recurrence,
 )
 
@@ -98,19 +102,25 @@ class ScheduledMessageForm(forms.ModelForm):
 
 
 @admin.register(ScheduledMessage)
-class ScheduledMessageAdmin(admin.ModelAdmin):
+class ScheduledMessageAdmin(OrganizationScopedAdmin):
     form = ScheduledMessageForm
     list_display = ["id", "patient", "organization", "channel", "status", "next_run_at",
                     "recurrence", "priority"]  # fmt: skip
-    list_filter = ["status", "channel", "organization", "priority"]
+    list_filter = ["status", "channel", ORGANIZATION_FILTER, "priority"]
     search_fields = ["id", "patient__name"]
     date_hierarchy = "next_run_at"
     raw_id_fields = ["patient"]
     # Status changes go through actions, so a row can never be set active without a next run.
     readonly_fields = ["organization", "status", "status_reason", "next_run_at",
-                       "upcoming_occurrences", "created_at", "updated_at"]  # fmt: skip
+                       "upcoming_occurrences", "audit_trail", "created_at",
+                       "updated_at"]  # fmt: skip
     inlines = [DeliveryInline]
-    actions = ["cancel_messages"]
+    actions = ["cancel_messages", "send_now", "pause_messages", "resume_messages",
+               "retry_failed_deliveries"]  # fmt: skip
+
+    @admin.display(description="Audit trail")
+    def audit_trail(self, obj: ScheduledMessage) -> str:
+        return audit_lines(obj)
 
     def save_model(self, request, obj, form, change) -> None:
         obj.organization_id = obj.patient.organization_id
@@ -146,12 +156,42 @@ class ScheduledMessageAdmin(admin.ModelAdmin):
     def cancel_messages(self, request, queryset) -> None:
         active = queryset.exclude(status=MessageStatus.CANCELLED)
         for message in active:
-            message_cancel(message, reason=f"cancelled in the admin by user {request.user.pk}")
+            message_cancel(message, reason=f"cancelled in the admin by user {request.user.pk}",
+                           actor=request.user)  # fmt: skip
         self.message_user(request, f"{len(active)} messages cancelled.", messages.SUCCESS)
+
+    @admin.action(description="Send the selected messages now")
+    def send_now(self, request, queryset) -> None:
+        sent = 0
+        for message in queryset.select_related("patient"):
+            try:
+                message_send_now(message, actor=request.user)
+                sent += 1
+            except ValidationError as error:
+                self.message_user(request, f"Message {message.pk}: {error.messages[0]}",
+                                  messages.WARNING)  # fmt: skip
+        self.message_user(request, f"{sent} messages queued to send now.", messages.SUCCESS)
+
+    @admin.action(description="Pause the selected messages")
+    def pause_messages(self, request, queryset) -> None:
+        paused = sum(message_pause(m, actor=request.user, reason=f"paused by user "
+                                   f"{request.user.pk}") for m in queryset)  # fmt: skip
+        self.message_user(request, f"{paused} messages paused.", messages.SUCCESS)
+
+    @admin.action(description="Resume the selected paused messages")
+    def resume_messages(self, request, queryset) -> None:
+        resumed = sum(message_resume(m, actor=request.user) for m in queryset)
+        self.message_user(request, f"{resumed} messages resumed.", messages.SUCCESS)
+
+    @admin.action(description="Retry the failed deliveries of the selected messages")
+    def retry_failed_deliveries(self, request, queryset) -> None:
+        failed = Delivery.objects.filter(message__in=queryset, status__in=RETRYABLE_STATUSES)
+        retried = sum(delivery_retry(d, actor=request.user) for d in failed)
+        self.message_user(request, f"{retried} deliveries queued again.", messages.SUCCESS)
 
 
 @admin.register(Delivery)
-class DeliveryAdmin(admin.ModelAdmin):
+class DeliveryAdmin(OrganizationScopedAdmin):
     list_display = ["id", "message", "channel", "status", "occurrence_at", "attempts",
                     "sent_at", "error_code"]  # fmt: skip
     list_filter = ["status", "channel", "error_code"]
@@ -173,7 +213,7 @@ class DeliveryAdmin(admin.ModelAdmin):
     def retry_deliveries(self, request, queryset) -> None:
         retried = 0
         for delivery in queryset.filter(status__in=RETRYABLE_STATUSES):
-            if delivery_retry(delivery):
+            if delivery_retry(delivery, actor=request.user):
                 retried += 1
                 self.log_change(request, delivery, "Retried by hand")
         skipped = queryset.count() - retried

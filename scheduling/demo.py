@@ -7,13 +7,14 @@ from django.contrib.auth.models import Group, Permission, User
 from django.db import transaction
 from django.utils import timezone
 
-from patients.models import Channel, Contact, Organization, Patient
+from patients.models import Channel, Contact, Membership, Organization, Patient, Role
 from scheduling.services import message_schedule
 
 DEMO_ORG_SLUG = "demo-clinic"
 DEMO_USERNAME = "demo"
 DEMO_PASSWORD = "demo"  # noqa: S105 - a development login, printed by `make run`
-CARE_TEAM_APPS = ("patients", "scheduling", "channels_app", "django_celery_beat")
+# System periodic tasks (django_celery_beat) are the operators', not a clinic's.
+CARE_TEAM_APPS = ("patients", "scheduling", "channels_app")
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ def create_demo_data() -> bool:
     organization, created = Organization.objects.get_or_create(
         slug=DEMO_ORG_SLUG, defaults={"name": "Demo Clinic"}
     )
-    _ensure_demo_login()
+    _ensure_demo_login(organization)
     if not created:
         return False
     now = timezone.now()
@@ -75,7 +76,7 @@ def create_demo_data() -> bool:
     return True
 
 
-def _ensure_demo_login() -> None:
+def _ensure_demo_login(organization: Organization) -> None:
     group, _ = Group.objects.get_or_create(name="Care team")
     group.permissions.set(Permission.objects.filter(content_type__app_label__in=CARE_TEAM_APPS))
     user, created = User.objects.get_or_create(username=DEMO_USERNAME, defaults={"is_staff": True})
@@ -83,3 +84,6 @@ def _ensure_demo_login() -> None:
         user.set_password(DEMO_PASSWORD)
         user.save()
     user.groups.add(group)
+    Membership.objects.get_or_create(
+        user=user, organization=organization, defaults={"role": Role.ADMIN}
+    )

@@ -33,3 +33,33 @@ def delivery_history(delivery: Delivery) -> list[tuple[datetime, str]]:
         reason = f" ({delivery.error_code}: {delivery.error_text})" if delivery.error_code else ""
         events.append((delivery.updated_at, f"{delivery.get_status_display()}{reason}"))
     return sorted(events, key=lambda event: event[0])
+
+
+def audit_lines(instance) -> str:
+    """The object's audit trail as HTML lines for the admin: when, who, what."""
+    from auditlog.models import LogEntry
+    from django.utils.html import format_html_join
+    from django.utils.safestring import mark_safe
+
+    entries = LogEntry.objects.get_for_object(instance).select_related("actor")[:50]
+    return (
+        format_html_join(
+            mark_safe("<br>"),  # noqa: S308 - a constant
+            "{} UTC &nbsp; {} &nbsp; {}",
+            (
+                (f"{e.timestamp:%Y-%m-%d %H:%M:%S}", e.actor or "system", _describe(e))
+                for e in entries
+            ),
+        )
+        or "-"
+    )
+
+
+def _describe(entry) -> str:
+    extra = entry.additional_data or {}
+    if "action" in extra:
+        return extra["action"].replace("_", " ")
+    fields = ", ".join(sorted((entry.changes_dict or {}).keys()))
+    return (
+        f"{entry.get_action_display().lower()}: {fields}" if fields else entry.get_action_display()
+    )

@@ -1,3 +1,4 @@
+from auditlog.registry import auditlog
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
@@ -235,3 +236,7 @@ class DeliveryAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"Attempt {self.number} of delivery #{self.delivery_id}"
+
+
+auditlog.register(ScheduledMessage, exclude_fields=["updated_at", "next_run_at",
+                                                    "next_occurrence_at"])  # fmt: skip

@@ -13,6 +13,7 @@ from django.utils import timezone
 from channels_app.content import validate_content
 from channels_app.message_templates import find_template, render_template, template_parameters
 from channels_app.registry import ADDRESSED_CHANNELS
+from companion.audit import record_action
 from patients.models import Channel, Contact, Patient
 from scheduling.models import (
     Delivery,
@@ -173,13 +174,14 @@ def patient_reschedule(patient: Patient, *, previous_zone: str | None = None) ->
 
 
 @transaction.atomic
-def message_cancel(message: ScheduledMessage, *, reason: str = "") -> int:
+def message_cancel(message: ScheduledMessage, *, reason: str = "", actor=None) -> int:
     """Stops the message and the deliveries not yet handed to a provider."""
     ScheduledMessage.objects.filter(pk=message.pk).update(
-        status=MessageStatus.CANCELLED, next_run_at=None, status_reason=reason,
+        status=MessageStatus.CANCELLED, next_run_at=None, status_reason=reason[:255],
         updated_at=timezone.now(),
     )  # fmt: skip
     message.refresh_from_db()
+    record_action(message, "cancel", actor=actor)
     return Delivery.objects.filter(message=message, status=DeliveryStatus.QUEUED).update(
         status=DeliveryStatus.CANCELLED,
         error_code="message_cancelled",
@@ -187,11 +189,64 @@ def message_cancel(message: ScheduledMessage, *, reason: str = "") -> int:
     )
 
 
+SENDABLE_STATUSES = (MessageStatus.ACTIVE, MessageStatus.PAUSED, MessageStatus.COMPLETED)
+
+
+@transaction.atomic
+def message_send_now(message: ScheduledMessage, *, actor=None) -> Delivery:
+    """One delivery of the message right now, outside its schedule. A pending one-time
+    message is thereby sent and completes; a recurring one keeps its schedule."""
+    message = ScheduledMessage.objects.select_for_update().get(pk=message.pk)
+    if message.status not in SENDABLE_STATUSES:
+        raise ValidationError({"status": f"A {message.status} message cannot be sent."})
+    if message.patient.opted_out_at is not None:
+        raise ValidationError({"patient": "The patient has opted out of messages."})
+    now = timezone.now().replace(microsecond=0)
+    delivery, _ = Delivery.objects.get_or_create(
+        message=message, occurrence_at=now,
+        defaults={"channel": message.channel, "next_attempt_at": now,
+                  "expires_at": now + timedelta(seconds=message.delivery_window_seconds)},
+    )  # fmt: skip
+    if not message.recurrence and message.status == MessageStatus.ACTIVE:
+        message.status, message.next_run_at, message.next_occurrence_at = (
+            MessageStatus.COMPLETED, None, None)  # fmt: skip
+        message.save(update_fields=["status", "next_run_at", "next_occurrence_at", "updated_at"])
+    record_action(message, "send_now", actor=actor, delivery=delivery.pk)
+    transaction.on_commit(partial(enqueue_deliveries, [(delivery.pk, delivery.channel)]))
+    return delivery
+
+
+def message_pause(message: ScheduledMessage, *, actor=None, reason: str = "") -> bool:
+    paused = ScheduledMessage.objects.filter(pk=message.pk, status=MessageStatus.ACTIVE).update(
+        status=MessageStatus.PAUSED, status_reason=reason[:255], updated_at=timezone.now()
+    )
+    if paused:
+        record_action(message, "pause", actor=actor)
+    return bool(paused)
+
+
+@transaction.atomic
+def message_resume(message: ScheduledMessage, *, actor=None) -> bool:
+    """A paused message goes on from its next occurrence after now (nothing missed is
+    sent in a burst)."""
+    message = ScheduledMessage.objects.select_for_update().filter(
+        pk=message.pk, status=MessageStatus.PAUSED
+    ).select_related("patient").first()  # fmt: skip
+    if message is None:
+        return False
+    message.status, message.status_reason = MessageStatus.ACTIVE, ""
+    message_plan_next(message, now=timezone.now())
+    message.save(update_fields=["status", "status_reason", "next_run_at", "next_occurrence_at",
+                                "updated_at"])  # fmt: skip
+    record_action(message, "resume", actor=actor)
+    return True
+
+
 RETRYABLE_STATUSES = (DeliveryStatus.FAILED, DeliveryStatus.EXPIRED)
 
 
 @transaction.atomic
-def delivery_retry(delivery: Delivery) -> bool:
+def delivery_retry(delivery: Delivery, *, actor=None) -> bool:
     """Queues a failed or expired delivery again with a fresh attempt budget and window.
     False (nothing done) for any other status, or when its message was cancelled."""
     delivery = (
@@ -209,6 +264,7 @@ def delivery_retry(delivery: Delivery) -> bool:
     delivery.save(update_fields=["status", "attempts_before_retry", "next_attempt_at",
                                  "expires_at", "held_at", "updated_at"])  # fmt: skip
     transaction.on_commit(partial(enqueue_deliveries, [(delivery.pk, delivery.channel)]))
+    record_action(delivery.message, "retry", actor=actor, delivery=delivery.pk)
     logger.info("delivery %s queued again by a manual retry", delivery.pk)
     return True
 

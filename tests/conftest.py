@@ -87,14 +87,18 @@ def make_patient(organization):
 
 
 @pytest.fixture
-def demo_client(client, db):
-    """A test client logged in as the demo care-team user."""
+def demo_client(client, organization):
+    """A test client logged in as the demo care-team user, a member of the demo clinic
+    and of the `organization` fixture's clinic."""
     from django.contrib.auth.models import User
 
+    from patients.models import Membership
     from scheduling.demo import create_demo_data
 
     create_demo_data()
-    client.force_login(User.objects.get(username="demo"))
+    user = User.objects.get(username="demo")
+    Membership.objects.create(user=user, organization=organization)
+    client.force_login(user)
     return client
 
 

@@ -2,17 +2,17 @@ import pytest
 from django.urls import reverse
 
 from channels_app.models import SandboxMessage
+from patients.models import Organization
 from scheduling.demo import create_demo_data
 from scheduling.dispatch import dispatch_due
-from scheduling.models import MessageStatus, ScheduledMessage
+from scheduling.models import Delivery, MessageStatus, ScheduledMessage
 from scheduling.services import message_schedule
 from tests.conftest import ago
 
 ADMIN_MODELS = [
     "patients_organization", "patients_patient", "patients_contact",
     "scheduling_scheduledmessage", "scheduling_delivery",
-    "channels_app_sandboxmessage", "channels_app_inboxmessage",
-    "django_celery_beat_periodictask",
+    "channels_app_sandboxmessage", "channels_app_inboxmessage", "channels_app_messagetemplate",
 ]  # fmt: skip
 
 
@@ -20,6 +20,12 @@ ADMIN_MODELS = [
 def test_the_demo_provider_can_open_every_admin_list(demo_client, model):
     response = demo_client.get(reverse(f"admin:{model}_changelist"))
     assert response.status_code == 200
+
+
+def test_system_periodic_tasks_are_for_operators_not_care_teams(demo_client, admin_client):
+    url = reverse("admin:django_celery_beat_periodictask_changelist")
+    assert demo_client.get(url).status_code == 403
+    assert admin_client.get(url).status_code == 200
 
 
 def test_a_message_page_shows_its_deliveries_and_a_delivery_its_attempts(
@@ -51,14 +57,23 @@ def test_the_admin_cancel_action_cancels_messages(demo_client):
     assert statuses == {MessageStatus.CANCELLED}
 
 
-def test_the_sandbox_page_is_labelled_and_lists_what_would_have_been_sent(demo_client, settings):
+def test_the_sandbox_page_is_labelled_and_lists_what_would_have_been_sent(
+    demo_client, settings, patient, make_patient
+):
     settings.CHANNEL_SANDBOX = True
-    SandboxMessage.objects.create(channel="telegram", address="100001", delivery_id=1,
-                                  text="Check-in: how are you?")  # fmt: skip
+    other_clinic = Organization.objects.create(name="Clinic B", slug="clinic-b")
+    for who, text in ((patient, "Check-in: how are you?"),
+                      (make_patient(org=other_clinic), "Clinic B's message")):  # fmt: skip
+        message_schedule(patient=who, content=text, starts_at=ago(1))
+    dispatch_due()
+    for delivery in Delivery.objects.select_related("message"):
+        SandboxMessage.objects.create(channel="telegram", address="1", delivery_id=delivery.pk,
+                                      text=delivery.message.content)  # fmt: skip
     page = demo_client.get("/sandbox/")
     assert page.status_code == 200
     assert b"SANDBOX: nothing on this page was sent to Telegram" in page.content
     assert b"Check-in: how are you?" in page.content
+    assert b"Clinic B" not in page.content  # another organization's outbox stays hidden
 
 
 def test_the_sandbox_page_does_not_exist_when_the_sandbox_is_off(demo_client, settings):

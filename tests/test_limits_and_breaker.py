@@ -187,13 +187,13 @@ def test_nothing_is_published_to_a_channel_whose_breaker_is_open(settings, make_
     assert broker.queue_length("deliver.telegram") == 5
 
 
-def test_the_status_page_shows_an_open_breaker_and_the_backlog(settings, demo_client, broker):
+def test_the_status_page_shows_an_open_breaker_and_the_backlog(settings, admin_client, broker):
     settings.BREAKER_FAILURE_THRESHOLD = 1
     breaker_record("telegram", success=False)
-    page = demo_client.get("/ops/channels/").content.decode()
+    page = admin_client.get("/ops/channels/").content.decode()
     assert '<td class="open">open</td>' in page
     breaker_record("telegram", success=True)
-    assert '<td class="closed">closed</td>' in demo_client.get("/ops/channels/").content.decode()
+    assert '<td class="closed">closed</td>' in admin_client.get("/ops/channels/").content.decode()
 
 
 def test_a_failed_delivery_retried_in_the_admin_is_sent_with_a_fresh_budget(

@@ -1,0 +1,51 @@
+"""Who may see what: every queryset on every surface goes through these.
+
+A provider sees only the organizations they are a member of; a superuser sees all.
+Objects outside a user's organizations are simply not in their querysets, so every
+surface answers "not found" for them, never "forbidden": their existence stays hidden.
+"""
+
+from django.db.models import QuerySet
+
+from patients.models import Membership, Role
+
+# How each model reaches its organization.
+ORGANIZATION_PATH = {
+    "organization": "pk",
+    "membership": "organization",
+    "patient": "organization",
+    "contact": "patient__organization",
+    "scheduledmessage": "organization",
+    "delivery": "message__organization",
+    "deliveryattempt": "delivery__message__organization",
+    "inboxmessage": "patient__organization",
+    "messagetemplate": "organization",
+}
+
+
+def organization_ids(user) -> list[int] | None:
+    """The user's organizations; None means all (a superuser)."""
+    if not user.is_authenticated or not user.is_active:
+        return []
+    if user.is_superuser:
+        return None
+    return list(Membership.objects.filter(user=user).values_list("organization_id", flat=True))
+
+
+def admin_organization_ids(user) -> list[int] | None:
+    if user.is_superuser:
+        return None
+    return list(
+        Membership.objects.filter(user=user, role=Role.ADMIN).values_list(
+            "organization_id", flat=True
+        )
+    )
+
+
+def scoped(queryset: QuerySet, user) -> QuerySet:
+    """The part of the queryset the user may see."""
+    allowed = organization_ids(user)
+    if allowed is None:
+        return queryset
+    path = ORGANIZATION_PATH[queryset.model._meta.model_name]
+    return queryset.filter(**{f"{path}__in": allowed})

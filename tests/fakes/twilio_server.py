@@ -1,0 +1,244 @@
+"""A fake Twilio REST API (Messages resource, 2010-04-01) on 127.0.0.1, for tests.
+
+It records every POST /2010-04-01/Accounts/<sid>/Messages.json with its basic-auth
+credentials and form fields, and answers from a script: by default 201 with a Message
+resource as Twilio returns it (status queued, or accepted through a Messaging Service).
+Without the account's credentials it answers 401 (20003); without From or
+MessagingServiceSid, 400 (21603), as Twilio does. Scripted answers (Twilio errors with
+their codes, 429 with Retry-After, 5xx, slow, dropped connection) are used up first.
+"""
+
+import base64
+import json
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from email.utils import formatdate
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs
+
+ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
+AUTH_TOKEN = "twilio-auth-token-secret"
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int = 201
+    body: dict | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+    drop: bool = False
+    raw: bytes | None = None  # sent as is instead of a JSON body
+
+    @classmethod
+    def error(cls, status: int, code: int, message: str, retry_after: str = "") -> "Reply":
+        """An error body as Twilio's 2010-04-01 API answers it."""
+        body = {"code": code, "message": message, "status": status,
+                "more_info": f"https://www.twilio.com/docs/errors/{code}"}  # fmt: skip
+        return cls(status, body, headers={"Retry-After": retry_after} if retry_after else {})
+
+    @classmethod
+    def unsubscribed(cls) -> "Reply":
+        return cls.error(400, 21610, "Attempt to send to unsubscribed recipient")
+
+    @classmethod
+    def invalid_to(cls) -> "Reply":
+        return cls.error(400, 21211, "Invalid 'To' Phone Number: +15005550001")
+
+    @classmethod
+    def not_mobile(cls) -> "Reply":
+        return cls.error(400, 21614, "'To' number +15005550009 is not a valid mobile number")
+
+    @classmethod
+    def region_not_enabled(cls) -> "Reply":
+        return cls.error(400, 21408, "Permission to send an SMS has not been enabled for the "
+                         "region indicated by the 'To' number: +8613812345678")  # fmt: skip
+
+    @classmethod
+    def unreachable(cls) -> "Reply":
+        return cls.error(400, 21612, "The 'To' phone number: +15005550002, is not currently "
+                         "reachable using the 'From' phone number via SMS.")  # fmt: skip
+
+    @classmethod
+    def body_too_long(cls) -> "Reply":
+        return cls.error(400, 21617, "The concatenated message body exceeds the 1600 "
+                         "character limit")  # fmt: skip
+
+    @classmethod
+    def too_many_requests(cls, retry_after: str = "") -> "Reply":
+        return cls.error(429, 20429, "Too Many Requests", retry_after)
+
+    @classmethod
+    def authenticate(cls) -> "Reply":
+        return cls.error(401, 20003, "Authenticate")
+
+    @classmethod
+    def server_error(cls, status: int = 500) -> "Reply":
+        return cls.error(status, 20500, "Internal Server Error")
+
+    @classmethod
+    def not_json(cls, status: int = 502) -> "Reply":
+        return cls(status, raw=b"<html><body>Bad Gateway</body></html>")
+
+    @classmethod
+    def slow(cls, seconds: float) -> "Reply":
+        return cls(delay=seconds)
+
+    @classmethod
+    def dropped(cls) -> "Reply":
+        return cls(drop=True)
+
+
+@dataclass
+class Call:
+    account_sid: str  # from the path
+    username: str  # from basic auth
+    password: str
+    params: dict[str, str]
+    at: float
+    status: int = 0
+
+
+@dataclass
+class _State:
+    calls: list[Call] = field(default_factory=list)
+    script: deque = field(default_factory=deque)
+    next_id: int = 1
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+
+class FakeTwilio:
+    def __init__(self, account_sid: str = ACCOUNT_SID, auth_token: str = AUTH_TOKEN) -> None:
+        self.account_sid = account_sid
+        self.auth_token = auth_token
+        self._lock = threading.Lock()
+        self._state = _State()
+        self._server = _Server(("127.0.0.1", 0), self._handler_class())
+        # A short poll interval: stop() waits for it, once per test.
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+
+    @property
+    def base_url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> "FakeTwilio":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def push(self, *replies: Reply) -> None:
+        """Queue answers for the next calls that pass authentication."""
+        with self._lock:
+            self._state.script.extend(replies)
+
+    def calls(self) -> list[Call]:
+        with self._lock:
+            return list(self._state.calls)
+
+    def sent(self) -> list[Call]:
+        """Calls answered with 201 Created."""
+        return [c for c in self.calls() if c.status == 201]
+
+    def _reply_for(self, call: Call) -> Reply:
+        if (call.username, call.password) != (self.account_sid, self.auth_token):
+            return Reply.authenticate()
+        if call.account_sid != self.account_sid:
+            return Reply.error(404, 20404, "The requested resource was not found")
+        if not call.params.get("From") and not call.params.get("MessagingServiceSid"):
+            return Reply.error(400, 21603, "A 'From' or 'MessagingServiceSid' parameter "
+                               "is required to send a message")  # fmt: skip
+        with self._lock:
+            return self._state.script.popleft() if self._state.script else Reply()
+
+    def _record(self, call: Call) -> None:
+        with self._lock:
+            self._state.calls.append(call)
+
+    def _new_sid(self) -> str:
+        with self._lock:
+            self._state.next_id += 1
+            return f"SM{self._state.next_id:032x}"
+
+    def _message(self, params: dict[str, str]) -> dict:
+        """The Message resource Twilio returns on creation."""
+        sid, now = self._new_sid(), formatdate(usegmt=True)
+        service = params.get("MessagingServiceSid")
+        uri = f"/2010-04-01/Accounts/{self.account_sid}/Messages/{sid}"
+        return {
+            "account_sid": self.account_sid, "api_version": "2010-04-01",
+            "body": params.get("Body", ""), "date_created": now, "date_sent": None,
+            "date_updated": now, "direction": "outbound-api", "error_code": None,
+            "error_message": None, "from": params.get("From"), "messaging_service_sid": service,
+            "num_media": "0", "num_segments": "1", "price": None, "price_unit": "USD",
+            "sid": sid, "status": "accepted" if service else "queued",
+            "subresource_uris": {"media": f"{uri}/Media.json"}, "to": params.get("To"),
+            "uri": f"{uri}.json",
+        }  # fmt: skip
+
+    def _handler_class(self):
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format, *args) -> None:  # noqa: A002 - stdlib signature
+                pass
+
+            def do_POST(self) -> None:
+                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
+                parts = self.path.strip("/").split("/")
+                if (
+                    len(parts) != 4
+                    or parts[:2] != ["2010-04-01", "Accounts"]
+                    or (parts[3] != "Messages.json")
+                ):
+                    self._answer(Reply.error(404, 20404, "The requested resource was not found"))
+                    return
+                params = {k: v[0] for k, v in parse_qs(raw, keep_blank_values=True).items()}
+                call = Call(parts[2], *self._credentials(), params, time.time())
+                reply = fake._reply_for(call)
+                if reply.delay:
+                    time.sleep(reply.delay)
+                if reply.drop:
+                    call.status = -1
+                    fake._record(call)
+                    self.close_connection = True
+                    self.connection.close()
+                    return
+                call.status = reply.status
+                fake._record(call)
+                self._answer(reply, params)
+
+            def _credentials(self) -> tuple[str, str]:
+                scheme, _, encoded = self.headers.get("Authorization", "").partition(" ")
+                if scheme != "Basic":
+                    return "", ""
+                username, _, password = base64.b64decode(encoded).decode().partition(":")
+                return username, password
+
+            def _answer(self, reply: Reply, params: dict[str, str] | None = None) -> None:
+                if reply.raw is not None:
+                    payload = reply.raw
+                else:
+                    payload = json.dumps(reply.body or fake._message(params or {})).encode()
+                try:
+                    self.send_response(reply.status)
+                    self.send_header("Content-Type", "application/json; charset=utf-8")
+                    self.send_header("Content-Length", str(len(payload)))
+                    for name, value in reply.headers.items():
+                        self.send_header(name, value)
+                    self.end_headers()
+                    self.wfile.write(payload)
+                except OSError:
+                    # The client gave up (a timeout); the call is already recorded.
+                    self.close_connection = True
+
+        return Handler

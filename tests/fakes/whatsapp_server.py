@@ -1,0 +1,249 @@
+"""A fake WhatsApp Cloud API (Meta Graph API) server on 127.0.0.1, for tests.
+
+It records every POST /<version>/<phone number id>/messages it receives and answers from
+a script: by default success, with the body the Cloud API sends (messaging_product,
+contacts, messages[0].id = a wamid); scripted answers (Graph errors with their codes,
+5xx, slow, dropped connection, a body that is not JSON) are used up first.
+"""
+
+import base64
+import json
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+VERSION = "v21.0"
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int = 200
+    body: dict | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+    drop: bool = False
+    raw: bytes | None = None  # sent as is instead of a JSON body
+
+    @classmethod
+    def graph_error(
+        cls, status: int, code: int, message: str, details: str = "", retry_after: str = ""
+    ) -> "Reply":
+        """A Graph API error as the Cloud API answers it; Retry-After only when given."""
+        error: dict = {"message": message, "type": "OAuthException", "code": code,
+                       "fbtrace_id": "AbCdEfGhIjKlMnOp"}  # fmt: skip
+        if details:
+            error["error_data"] = {"messaging_product": "whatsapp", "details": details}
+        headers = {"Retry-After": retry_after} if retry_after else {}
+        return cls(status, {"error": error}, headers=headers)
+
+    @classmethod
+    def throughput_limit(cls, retry_after: str = "") -> "Reply":
+        return cls.graph_error(400, 130429, "(#130429) Rate limit hit",
+                               "Cloud API message throughput has been reached.",
+                               retry_after)  # fmt: skip
+
+    @classmethod
+    def too_many_calls(cls) -> "Reply":
+        return cls.graph_error(400, 4, "(#4) Application request limit reached")
+
+    @classmethod
+    def waba_rate_limit(cls) -> "Reply":
+        return cls.graph_error(400, 80007, "(#80007) Rate limit issues")
+
+    @classmethod
+    def pair_rate_limit(cls, status: int = 400, retry_after: str = "") -> "Reply":
+        return cls.graph_error(
+            status, 131056, "(#131056) (Business Account, Consumer Account) pair rate limit hit",
+            "Too many messages sent from the sender phone number to the same recipient "
+            "phone number in a short period of time.", retry_after,
+        )  # fmt: skip
+
+    @classmethod
+    def re_engagement(cls) -> "Reply":
+        return cls.graph_error(400, 131047, "(#131047) Re-engagement message",
+                               "Message failed to send because more than 24 hours have passed "
+                               "since the customer last replied to this number.")  # fmt: skip
+
+    @classmethod
+    def undeliverable(cls) -> "Reply":
+        return cls.graph_error(400, 131026, "(#131026) Message Undeliverable",
+                               "Unable to deliver message to +49 151 1234 5678.")  # fmt: skip
+
+    @classmethod
+    def not_in_allowed_list(cls) -> "Reply":
+        return cls.graph_error(400, 131030, "(#131030) Recipient phone number not in allowed "
+                               "list", "Add recipient phone number to recipient list and "
+                               "try again.")  # fmt: skip
+
+    @classmethod
+    def invalid_parameter(cls, code: int = 131009) -> "Reply":
+        return cls.graph_error(400, code, f"(#{code}) Parameter value is not valid",
+                               "The parameter to is not a valid phone number.")  # fmt: skip
+
+    @classmethod
+    def stopped_marketing(cls) -> "Reply":
+        return cls.graph_error(400, 131050, "(#131050) Unable to deliver the message. This "
+                               "recipient has chosen to stop receiving marketing messages on "
+                               "WhatsApp from your business.")  # fmt: skip
+
+    @classmethod
+    def blocked(cls) -> "Reply":
+        # No documented code: Meta folds a block into 131026. This one exercises the rule
+        # that an unlisted error saying "blocked" is the recipient's doing.
+        return cls.graph_error(400, 131999, "(#131999) The recipient blocked this business")
+
+    @classmethod
+    def spam_rate_limit(cls) -> "Reply":
+        return cls.graph_error(400, 131048, "(#131048) Spam rate limit hit",
+                               "Message failed to send because there are restrictions on how "
+                               "many messages can be sent from this phone number. This may be "
+                               "because too many previous messages were blocked or flagged as "
+                               "spam.")  # fmt: skip
+
+    @classmethod
+    def token_expired(cls) -> "Reply":
+        return cls.graph_error(401, 190, "Error validating access token: Session has expired.")
+
+    @classmethod
+    def server_error(cls, status: int = 500) -> "Reply":
+        return cls.graph_error(status, 131000, "(#131000) Something went wrong")
+
+    @classmethod
+    def not_json(cls, status: int = 502) -> "Reply":
+        return cls(status, raw=b"<html><body>Bad Gateway</body></html>")
+
+    @classmethod
+    def slow(cls, seconds: float) -> "Reply":
+        return cls(delay=seconds)
+
+    @classmethod
+    def dropped(cls) -> "Reply":
+        return cls(drop=True)
+
+
+@dataclass
+class Call:
+    phone_number_id: str
+    authorization: str
+    content_type: str
+    params: dict
+    at: float
+    status: int = 0
+
+
+@dataclass
+class _State:
+    calls: list[Call] = field(default_factory=list)
+    script: deque = field(default_factory=deque)
+    next_id: int = 1
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+
+class FakeWhatsApp:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._state = _State()
+        self._server = _Server(("127.0.0.1", 0), self._handler_class())
+        # A short poll interval: stop() waits for it, once per test.
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+
+    @property
+    def base_url(self) -> str:
+        """What WHATSAPP_API_BASE_URL would be: the Graph API with its version."""
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}/{VERSION}"
+
+    def start(self) -> "FakeWhatsApp":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def push(self, *replies: Reply) -> None:
+        """Queue answers for the next calls."""
+        with self._lock:
+            self._state.script.extend(replies)
+
+    def calls(self) -> list[Call]:
+        with self._lock:
+            return list(self._state.calls)
+
+    def sent(self) -> list[Call]:
+        """Calls answered with success."""
+        return [c for c in self.calls() if c.status == 200]
+
+    def _next_reply(self) -> Reply:
+        with self._lock:
+            return self._state.script.popleft() if self._state.script else Reply()
+
+    def _record(self, call: Call) -> None:
+        with self._lock:
+            self._state.calls.append(call)
+
+    def _new_wamid(self, to: str) -> str:
+        with self._lock:
+            self._state.next_id += 1
+            number = self._state.next_id
+        return "wamid." + base64.b64encode(f"HBgL{to}FQIAERgS{number:020d}".encode()).decode()
+
+    def _success(self, params: dict) -> dict:
+        to = str(params.get("to", ""))
+        return {"messaging_product": "whatsapp", "contacts": [{"input": to, "wa_id": to}],
+                "messages": [{"id": self._new_wamid(to)}]}  # fmt: skip
+
+    def _handler_class(self):
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format, *args) -> None:  # noqa: A002 - stdlib signature
+                pass
+
+            def do_POST(self) -> None:
+                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                parts = self.path.strip("/").split("/")
+                if len(parts) != 3 or parts[0] != VERSION or parts[2] != "messages":
+                    self._answer(Reply.graph_error(400, 100, "Unknown path components"))
+                    return
+                call = Call(parts[1], self.headers.get("Authorization", ""),
+                            self.headers.get("Content-Type", ""),
+                            json.loads(raw or b"{}"), time.time())  # fmt: skip
+                reply = fake._next_reply()
+                if reply.delay:
+                    time.sleep(reply.delay)
+                if reply.drop:
+                    call.status = -1
+                    fake._record(call)
+                    self.close_connection = True
+                    self.connection.close()
+                    return
+                call.status = reply.status
+                fake._record(call)
+                self._answer(reply, call.params)
+
+            def _answer(self, reply: Reply, params: dict | None = None) -> None:
+                if reply.raw is not None:
+                    payload = reply.raw
+                else:
+                    payload = json.dumps(reply.body or fake._success(params or {})).encode()
+                try:
+                    self.send_response(reply.status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(payload)))
+                    for name, value in reply.headers.items():
+                        self.send_header(name, value)
+                    self.end_headers()
+                    self.wfile.write(payload)
+                except OSError:
+                    # The client gave up (a timeout); the call is already recorded.
+                    self.close_connection = True
+
+        return Handler
