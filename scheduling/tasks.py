@@ -2,13 +2,15 @@
 
 from celery import shared_task
 
-from scheduling import delivery, dispatch, recovery
+from scheduling import delivery, dispatch, heartbeat, recovery
 from scheduling.queueing import enqueue_deliveries
 
 
 @shared_task(name="scheduling.dispatch_due")
 def dispatch_due() -> int:
-    return dispatch.dispatch_due()
+    dispatched = dispatch.dispatch_due()
+    heartbeat.record_tick()
+    return dispatched
 
 
 @shared_task(name="scheduling.reap_stuck_deliveries")
