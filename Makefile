@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint check-services clean
+.PHONY: run test lint check-services clean bench bench-quick
 
 $(STAMP): requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,13 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/python -m pytest
+
+# Measurements, not tests: docs/benchmarks.md and docs/benchmarks.json.
+bench: $(STAMP)
+	$(BIN)/python -m tests.bench.run
+
+bench-quick: $(STAMP)
+	$(BIN)/python -m tests.bench.run --quick
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache staticfiles
