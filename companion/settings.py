@@ -132,7 +132,9 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_DB_REUSE_MAX = env.integer("CELERY_DB_REUSE_MAX", 1_000_000, minimum=0)
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_TIME_LIMIT = 300
-CELERY_TASK_SEND_SENT_EVENT = True
+# No "task-sent" event per publish: it doubled the dispatcher's Redis writes. Flower
+# still sees every task through the workers' received/started/succeeded events.
+CELERY_TASK_SEND_SENT_EVENT = False
 CELERY_WORKER_SEND_TASK_EVENTS = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TIMEZONE = "UTC"
