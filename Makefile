@@ -33,8 +33,9 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	DJANGO_SECRET_KEY=lint $(BIN)/python manage.py makemigrations --check --dry-run
 
+# The chaos tests (tests/chaos: kill -9, Redis and PostgreSQL faults) are part of it.
 test: lint
-	$(BIN)/python -m pytest
+	CHAOS_TESTS=1 $(BIN)/python -m pytest
 
 # Measurements, not tests: docs/benchmarks.md and docs/benchmarks.json.
 bench: $(STAMP)

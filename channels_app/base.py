@@ -15,6 +15,9 @@ class OutboundMessage:
     address: str
     text: str
     format: str  # "text" or "html"
+    # (label, callback data) pairs shown under the message where the channel has buttons
+    # (Telegram: an inline keyboard on the last part); other channels ignore them.
+    buttons: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

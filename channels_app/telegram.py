@@ -5,7 +5,7 @@ import os
 import threading
 from datetime import timedelta
 
-from telegram import Bot
+from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup
 from telegram.constants import ParseMode
 from telegram.error import (
     BadRequest,
@@ -82,8 +82,13 @@ class TelegramChannel(ChannelAdapter):
             raise PermanentError("not_configured", "TELEGRAM_BOT_TOKEN is not set")
         parse_mode = ParseMode.HTML if message.format == "html" else None
         parts = split_parts(message.text, MAX_MESSAGE_LENGTH, markup=message.format == "html")
+        keyboard = _keyboard(message.buttons)
         try:
-            ids = [self._send_part(message.address, part, parse_mode) for part in parts]
+            ids = [
+                self._send_part(message.address, part, parse_mode,
+                                keyboard if number == len(parts) else None)
+                for number, part in enumerate(parts, start=1)
+            ]  # fmt: skip
         except RetryAfter as exc:
             raise TransientError(
                 "rate_limited", exc.message, retry_after=_seconds(exc.retry_after)
@@ -105,9 +110,23 @@ class TelegramChannel(ChannelAdapter):
             raise TransientError("telegram_error", exc.message) from exc
         return SendResult(provider_message_id=",".join(ids)[:128])
 
-    def _send_part(self, chat_id: str, text: str, parse_mode: str | None) -> str:
+    def _send_part(
+        self, chat_id: str, text: str, parse_mode: str | None,
+        keyboard: InlineKeyboardMarkup | None = None,
+    ) -> str:  # fmt: skip
         sent = _run(
-            lambda bot: bot.send_message(chat_id=chat_id, text=text, parse_mode=parse_mode),
+            lambda bot: bot.send_message(
+                chat_id=chat_id, text=text, parse_mode=parse_mode, reply_markup=keyboard
+            ),  # fmt: skip
             self._key,
         )
         return str(sent.message_id)
+
+
+def _keyboard(buttons: tuple[tuple[str, str], ...]) -> InlineKeyboardMarkup | None:
+    """One row of inline buttons; they go on the last part, under the whole text."""
+    if not buttons:
+        return None
+    return InlineKeyboardMarkup(
+        [[InlineKeyboardButton(label, callback_data=data) for label, data in buttons]]
+    )

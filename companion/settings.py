@@ -125,6 +125,9 @@ CELERY_TASK_QUEUES = [Queue(SCHEDULER_QUEUE), *(Queue(q) for q in DELIVERY_QUEUE
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Sends in progress when the broker connection drops finish and are acknowledged late;
+# cancelling them (Celery 6's default) would send them again: keep today's behaviour.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 # Celery's Django fixup closes the database connection around every task unless this
 # is set, and a new PostgreSQL session costs several ms: four times the cost of a small
 # task. Connections are instead kept, and closed by Django's own rules around each task
@@ -274,3 +277,34 @@ LOGGING = {
         "httpcore": {"level": "WARNING"},
     },
 }
+
+# --- Bot -----------------------------------------------------------------------------
+# The patient-facing Telegram bot (channels_app/bot) and inbound WhatsApp and SMS.
+# Telegram sends this in X-Telegram-Bot-Api-Secret-Token with every webhook call
+# (manage.py set_telegram_webhook registers it); empty: the webhook refuses every call.
+TELEGRAM_WEBHOOK_SECRET = env.string("TELEGRAM_WEBHOOK_SECRET")
+_secret_chars = TELEGRAM_WEBHOOK_SECRET.replace("_", "").replace("-", "")
+if TELEGRAM_WEBHOOK_SECRET and not (
+    len(TELEGRAM_WEBHOOK_SECRET) <= 256
+    and (_secret_chars == "" or _secret_chars.isalnum())
+    and _secret_chars.isascii()
+):
+    raise ImproperlyConfigured(
+        "TELEGRAM_WEBHOOK_SECRET must be 1-256 characters of A-Z, a-z, 0-9, _ and -"
+    )
+# The bot's @username without the @, for https://t.me/<username>?start=<token> links.
+TELEGRAM_BOT_USERNAME = env.string("TELEGRAM_BOT_USERNAME").lstrip("@")
+LINK_TOKEN_TTL_HOURS = env.integer("LINK_TOKEN_TTL_HOURS", 72, minimum=1, maximum=24 * 90)
+# Meta signs each WhatsApp webhook POST with the app secret (X-Hub-Signature-256) and
+# checks our endpoint with the verify token once, when it is subscribed.
+WHATSAPP_APP_SECRET = env.string("WHATSAPP_APP_SECRET")
+WHATSAPP_VERIFY_TOKEN = env.string("WHATSAPP_VERIFY_TOKEN")
+# Medication reminders: how long Snooze waits, how often unanswered ones are looked for.
+ACK_SNOOZE_MINUTES = env.integer("ACK_SNOOZE_MINUTES", 10, minimum=1, maximum=24 * 60)
+ACK_CHECK_SECONDS = env.integer("ACK_CHECK_SECONDS", 60, minimum=5, maximum=3600)
+# An inbound update not processed this long after it arrived (its task was lost) is
+# queued again by the sweep, up to INBOUND_MAX_ATTEMPTS tries; processed ones are deleted
+# after INBOUND_KEEP_DAYS (they only serve to recognise a re-delivery).
+INBOUND_RETRY_AFTER_SECONDS = env.integer("INBOUND_RETRY_AFTER_SECONDS", 60, minimum=5)
+INBOUND_MAX_ATTEMPTS = env.integer("INBOUND_MAX_ATTEMPTS", 5, minimum=1, maximum=50)
+INBOUND_KEEP_DAYS = env.integer("INBOUND_KEEP_DAYS", 7, minimum=1)

@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
 
-from channels_app import callbacks
+from channels_app import bot_views, callbacks
 from channels_app import views as channel_views
 from companion import views
 
@@ -14,4 +14,7 @@ urlpatterns = [
     path("ops/channels/", channel_views.channel_status, name="channel-status"),
     path("channels/twilio/status/", callbacks.twilio_status, name="twilio-status"),
     path("inbox/<str:token>/", channel_views.patient_inbox, name="patient-inbox"),
+    path("telegram/webhook/", bot_views.telegram_webhook, name="telegram-webhook"),
+    path("channels/whatsapp/inbound/", bot_views.whatsapp_inbound, name="whatsapp-inbound"),
+    path("channels/twilio/inbound/", bot_views.twilio_inbound, name="twilio-inbound"),
 ]

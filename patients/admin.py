@@ -1,6 +1,9 @@
 from django.contrib import admin
-from django.utils.html import format_html
+from django.template.response import TemplateResponse
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
+from channels_app.bot.linking import link_qr_svg, link_token_create
 from channels_app.inbox import inbox_path
 from patients.admin_scoping import (
     ORGANIZATION_FILTER,
@@ -8,6 +11,7 @@ from patients.admin_scoping import (
     user_sees_everything,
 )
 from patients.models import Contact, Membership, Organization, Patient
+from scheduling.adherence import patient_adherence
 from scheduling.history import audit_lines
 from scheduling.services import patient_reschedule
 
@@ -47,7 +51,28 @@ class PatientAdmin(OrganizationScopedAdmin):
     list_filter = [ORGANIZATION_FILTER, "preferred_channel", "timezone"]
     search_fields = ["name"]
     inlines = [ContactInline]
-    readonly_fields = ["inbox_link", "audit_trail"]
+    readonly_fields = ["inbox_link", "adherence", "last_interaction_at", "audit_trail"]
+    actions = ["create_telegram_links"]
+
+    @admin.display(description="Medication adherence")
+    def adherence(self, obj: Patient) -> str:
+        if obj.pk is None:
+            return "-"
+        return adherence_lines(obj)
+
+    @admin.action(
+        description="Create Telegram links (QR codes) for the selected patients",
+        permissions=["change"],
+    )
+    def create_telegram_links(self, request, queryset):
+        # One page of QR codes at a time; a link made and not shown would be lost anyway.
+        issued = [(p, link_token_create(patient=p, actor=request.user)) for p in queryset[:50]]
+        rows = [(patient, link, link_qr_svg(link.url) if link.url else "")
+                for patient, link in issued]  # fmt: skip
+        context = {**self.admin_site.each_context(request), "rows": rows,
+                   "title": "Telegram links", "opts": self.model._meta}  # fmt: skip
+        # Admin pages are never cached (no-store), so the links stay on this screen only.
+        return TemplateResponse(request, "admin/patients/telegram_links.html", context)
 
     @admin.display(description="Audit trail")
     def audit_trail(self, obj: Patient) -> str:
@@ -72,3 +97,15 @@ class ContactAdmin(OrganizationScopedAdmin):
     list_display = ["id", "patient", "channel", "verified_at", "blocked_at", "blocked_reason"]
     list_filter = ["channel", ("blocked_at", admin.EmptyFieldListFilter)]
     raw_id_fields = ["patient"]
+
+
+def adherence_lines(patient: Patient) -> str:
+    return format_html_join(
+        mark_safe("<br>"),  # noqa: S308 - a constant
+        "last {} days: {} taken, {} missed, {} skipped{}",
+        (
+            (row.days, row.taken, row.missed, row.skipped,
+             f" ({row.taken_share:.0%} taken)" if row.taken_share is not None else "")
+            for row in patient_adherence(patient)
+        ),
+    )  # fmt: skip

@@ -48,12 +48,30 @@ class Organization(models.Model):
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=100, unique=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    alert_channel = models.CharField(
+        max_length=16,
+        blank=True,
+        choices=[(c.value, c.label) for c in Channel if c != Channel.WEB],
+        help_text="Where the care team is told about missed doses; empty: not told.",
+    )
+    alert_address = models.CharField(
+        max_length=255, blank=True, help_text="A chat id, phone number or e-mail address."
+    )
 
     class Meta:
         ordering = ["name"]
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        if bool(self.alert_channel) != bool(self.alert_address.strip()):
+            raise ValidationError({"alert_address": "Give both an alert channel and address."})
+        if self.alert_channel:
+            try:
+                validate_address(self.alert_channel, self.alert_address.strip())
+            except ValidationError as error:
+                raise ValidationError({"alert_address": error.messages}) from error
 
 
 class Role(models.TextChoices):
@@ -94,6 +112,9 @@ class Patient(models.Model):
     )
     onboarding_done = models.BooleanField(default=False)
     opted_out_at = models.DateTimeField(null=True, blank=True)
+    last_interaction_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the patient last wrote to us or pressed a button."
+    )
     quiet_hours_start = models.TimeField(
         null=True, blank=True, help_text="Local time from which nothing is sent, e.g. 22:00."
     )
@@ -159,6 +180,58 @@ class Contact(models.Model):
         validate_address(self.channel, self.address.strip())
 
 
-auditlog.register(Patient, exclude_fields=["updated_at"])
+class LinkToken(models.Model):
+    """A one-time link that connects a Telegram chat to a patient; only its hash is kept."""
+
+    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="link_tokens")
+    token_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+        related_name="+",
+    )  # fmt: skip
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+    contact = models.ForeignKey(
+        Contact, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    def __str__(self) -> str:
+        return f"Link token #{self.pk}"
+
+
+class InboundUpdate(models.Model):
+    """A patient's message or button press as a provider delivered it, stored before it is
+    processed: none is lost when processing fails, and a re-delivered one (same id) is
+    processed once. The payload is emptied once processed; it holds what the patient wrote."""
+
+    channel = models.CharField(max_length=16, choices=Channel.choices)
+    external_id = models.CharField(
+        max_length=128, help_text="Telegram update_id, WhatsApp message id, Twilio MessageSid."
+    )
+    payload = models.JSONField(default=dict, blank=True)
+    received_at = models.DateTimeField(auto_now_add=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    claimed_until = models.DateTimeField(null=True, blank=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+    error = models.CharField(max_length=255, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["channel", "external_id"], name="inbound_update_once")
+        ]
+        indexes = [
+            models.Index(
+                fields=["received_at"],
+                name="inbound_pending_idx",
+                condition=Q(processed_at__isnull=True),
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Inbound {self.channel} update #{self.pk}"
+
+
+auditlog.register(Patient, exclude_fields=["updated_at", "last_interaction_at"])
 auditlog.register(Contact)
 auditlog.register(Membership)

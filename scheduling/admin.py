@@ -63,7 +63,7 @@ class ScheduledMessageForm(forms.ModelForm):
         model = ScheduledMessage
         fields = ["patient", "channel", "content", "format", "priority", "when", "starts_at",
                   "recurrence", "timezone", "ignore_quiet_hours", "delivery_window_seconds",
-                  "metadata"]  # fmt: skip
+                  "metadata", "kind", "ack_timeout_minutes"]  # fmt: skip
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -113,7 +113,7 @@ class ScheduledMessageAdmin(OrganizationScopedAdmin):
     # Status changes go through actions, so a row can never be set active without a next run.
     readonly_fields = ["organization", "status", "status_reason", "next_run_at",
                        "upcoming_occurrences", "audit_trail", "created_at",
-                       "updated_at"]  # fmt: skip
+                       "updated_at", "created_by_patient"]  # fmt: skip
     inlines = [DeliveryInline]
     actions = ["cancel_messages", "send_now", "pause_messages", "resume_messages",
                "retry_failed_deliveries"]  # fmt: skip

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, close_old_connections, transaction
 from django.utils import timezone
 from redis.exceptions import RedisError
 
@@ -26,6 +26,7 @@ from channels_app.base import (
     SendResult,
     TransientError,
 )
+from channels_app.bot.acknowledgements import acknowledgement_buttons, wants_buttons
 from channels_app.breaker import breaker_allow, breaker_record
 from channels_app.ratelimit import take_token
 from channels_app.registry import ADDRESSED_CHANNELS, adapter_for
@@ -78,15 +79,28 @@ def deliver(delivery_id: int) -> DeliveryOutcome:
         result = adapter.send(claim.outbound)
     except ChannelError as error:
         _tell_breaker(channel, error)
-        return _record_failure(claim, error, started)
+        return _with_database_retries(lambda: _record_failure(claim, error, started))
     except Exception:
         # A bug, not a provider answer: fail this delivery with a reason instead of
         # crashing the worker or retrying blindly.
         logger.exception("delivery %s: unexpected error in the %s adapter", delivery_id, adapter)
         error = PermanentError("internal_error", "unexpected error while sending; see logs")
-        return _record_failure(claim, error, started)
+        return _with_database_retries(lambda: _record_failure(claim, error, started))
     _tell_breaker(channel, None)
-    return _record_sent(claim, result, started)
+    return _with_database_retries(lambda: _record_sent(claim, result, started))
+
+
+def _with_database_retries(record, pauses: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)):
+    """Records what the provider answered, trying again through a short database outage:
+    the send has happened, and a lost record would send it a second time."""
+    for pause in pauses:
+        try:
+            return record()
+        except (OperationalError, InterfaceError):
+            logger.warning("database unavailable while recording a send; retrying")
+            close_old_connections()
+            time.sleep(pause)
+    return record()
 
 
 def _claim_when_allowed(delivery_id: int) -> "_Claim | DeliveryOutcome":
@@ -170,6 +184,11 @@ def _claim(delivery_id: int) -> "_Claim | DeliveryOutcome":
     address = contact.address if contact else str(delivery.message.patient_id)
     wait, reason = _wait_before_sending(delivery.channel, address)
     if wait > 0:
+        if reason == "breaker" or wait > settings.DELIVERY_RATE_INLINE_WAIT_SECONDS:
+            # Re-queued for later: say so on the row, so the reaper does not take a
+            # delivery that is only waiting its turn for one whose task was lost.
+            delivery.next_attempt_at = now + timedelta(seconds=wait)
+            delivery.save(update_fields=["next_attempt_at", "updated_at"])
         return DeliveryOutcome(delivery.status, delivery.channel, wait, waiting_for=reason)
 
     delivery.status = DeliveryStatus.SENDING
@@ -188,6 +207,11 @@ def _claim(delivery_id: int) -> "_Claim | DeliveryOutcome":
         address=address,
         text=message.content,
         format=message.format,
+        buttons=(
+            acknowledgement_buttons(delivery.pk, address, message.patient.language)
+            if wants_buttons(message, delivery.channel)
+            else ()
+        ),
     )
     return _Claim(delivery, attempt, outbound)
 

@@ -1,6 +1,7 @@
 from auditlog.registry import auditlog
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
@@ -21,6 +22,13 @@ class MessageStatus(models.TextChoices):
     PAUSED = "paused", "Paused"
     COMPLETED = "completed", "Completed"
     CANCELLED = "cancelled", "Cancelled"
+
+
+class MessageKind(models.TextChoices):
+    GENERAL = "general", "General"
+    MEDICATION = "medication", "Medication reminder"
+    APPOINTMENT = "appointment", "Appointment reminder"
+    CHECK_IN = "check_in", "Check-in"
 
 
 class ScheduledMessage(models.Model):
@@ -72,6 +80,18 @@ class ScheduledMessage(models.Model):
     metadata = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    kind = models.CharField(
+        max_length=16, choices=MessageKind.choices, default=MessageKind.GENERAL,
+        help_text="Medication reminders carry Taken / Snooze / Skip buttons on Telegram.",
+    )  # fmt: skip
+    created_by_patient = models.BooleanField(
+        default=False, help_text="Set up by the patient through the bot or a text command."
+    )
+    ack_timeout_minutes = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(24 * 60)],
+        help_text="A medication reminder not answered this many minutes after it was sent "
+        "counts as missed (and the care team is alerted). Empty: never.",
+    )  # fmt: skip
 
     class Meta:
         indexes = [
@@ -236,6 +256,71 @@ class DeliveryAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"Attempt {self.number} of delivery #{self.delivery_id}"
+
+
+class AckAction(models.TextChoices):
+    TAKEN = "taken", "Taken"
+    SNOOZED = "snoozed", "Snoozed"
+    SKIPPED = "skipped", "Skipped"
+    MISSED = "missed", "Missed (no answer in time)"
+
+
+class Acknowledgement(models.Model):
+    """The patient's answer to one delivered reminder, or "missed" when none came in time.
+    One per delivery: the first answer counts, so a double press is recorded once."""
+
+    delivery = models.OneToOneField(
+        Delivery, on_delete=models.CASCADE, related_name="acknowledgement"
+    )
+    action = models.CharField(max_length=16, choices=AckAction.choices)
+    at = models.DateTimeField()
+    channel = models.CharField(max_length=16, choices=Channel.choices, blank=True)
+    snooze_message = models.ForeignKey(
+        ScheduledMessage, on_delete=models.SET_NULL, null=True, blank=True, related_name="+",
+        help_text="The one-time repeat a snooze scheduled.",
+    )  # fmt: skip
+
+    class Meta:
+        indexes = [models.Index(fields=["action", "at"])]
+
+    def __str__(self) -> str:
+        return f"{self.get_action_display()} for delivery #{self.delivery_id}"
+
+
+class AlertStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    SENT = "sent", "Sent"
+    FAILED = "failed", "Failed"
+
+
+class CareTeamAlert(models.Model):
+    """A note to the organization's alert contact that a patient missed a dose."""
+
+    acknowledgement = models.OneToOneField(
+        Acknowledgement, on_delete=models.CASCADE, related_name="alert"
+    )
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    channel = models.CharField(max_length=16, choices=Channel.choices)
+    address = models.CharField(max_length=255)
+    status = models.CharField(
+        max_length=16, choices=AlertStatus.choices, default=AlertStatus.QUEUED
+    )
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField()
+    sent_at = models.DateTimeField(null=True, blank=True)
+    error_code = models.CharField(max_length=64, blank=True)
+    error_text = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [
+            models.Index(
+                fields=["next_attempt_at"], name="alert_queued_idx", condition=Q(status="queued")
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Care team alert #{self.pk}"
 
 
 auditlog.register(ScheduledMessage, exclude_fields=["updated_at", "next_run_at",

@@ -12,6 +12,10 @@ def system_periodic_tasks() -> list[tuple[str, str, int]]:
          settings.SCHEDULER_TICK_SECONDS),
         ("scheduler: reap stuck deliveries", "scheduling.reap_stuck_deliveries",
          settings.DELIVERY_REAPER_SECONDS),
+        ("adherence: mark missed doses", "scheduling.mark_missed_doses",
+         settings.ACK_CHECK_SECONDS),
+        ("bot: retry inbound updates", "channels_app.sweep_inbound_updates",
+         settings.INBOUND_RETRY_AFTER_SECONDS),
     ]  # fmt: skip
 
 

@@ -107,7 +107,8 @@ def test_the_liveness_endpoint_answers(client):
 def admin_add_form(patient, **overrides):
     data = {
         "patient": patient.pk, "channel": "telegram", "content": "Take your pills",
-        "format": "text", "priority": 3, "starts_at_0": "2030-01-01", "starts_at_1": "09:00:00",
+        "format": "text", "priority": 3, "kind": "general", "starts_at_0": "2030-01-01",
+        "starts_at_1": "09:00:00",
         "recurrence": "", "timezone": "", "delivery_window_seconds": 3600, "metadata": "{}",
         "deliveries-TOTAL_FORMS": 0, "deliveries-INITIAL_FORMS": 0,
     }  # fmt: skip

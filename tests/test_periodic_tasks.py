@@ -9,7 +9,12 @@ def test_it_registers_dispatch_and_reaper_idempotently(db, settings):
     register_periodic_tasks()
 
     tasks = {t.task: t for t in PeriodicTask.objects.all()}
-    assert set(tasks) == {"scheduling.dispatch_due", "scheduling.reap_stuck_deliveries"}
+    assert set(tasks) == {
+        "scheduling.dispatch_due",
+        "scheduling.reap_stuck_deliveries",
+        "scheduling.mark_missed_doses",
+        "channels_app.sweep_inbound_updates",
+    }
     dispatch = tasks["scheduling.dispatch_due"]
     assert (dispatch.interval.every, dispatch.interval.period) == (5, "seconds")
     assert dispatch.queue == settings.SCHEDULER_QUEUE

@@ -3,13 +3,23 @@
 It records every sendMessage it receives and answers from a script: by default
 {"ok": true}; scripted answers (429 with retry_after, 403, 400, 5xx, slow, dropped
 connection) are used up first, globally or for one chat.
+
+Modes for the chaos tests (off by default, set with the constructor or configure()):
+- global_per_second / per_chat_per_second: enforce Telegram's limits as a sliding
+  one-second window over accepted sends, answering 429 with retry_after when exceeded;
+- failure_rate: answer 5xx to that share of calls, at random (seeded);
+- delay: answer after that many seconds, or a random time in a (low, high) range;
+- outage(status): answer every call with that 5xx status until outage(None).
+Scripted answers always come first.
 """
 
 import json
+import math
+import random
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs
 
@@ -58,6 +68,17 @@ class Call:
     params: dict
     at: float
     status: int = 0
+    limited: str = ""  # "global" or "chat" when the enforcement mode answered 429
+
+
+@dataclass
+class _Modes:
+    global_per_second: int | None = None
+    per_chat_per_second: int | None = None
+    failure_rate: float = 0.0
+    failure_status: int = 502
+    delay: tuple[float, float] = (0.0, 0.0)
+    outage_status: int | None = None
 
 
 @dataclass
@@ -66,14 +87,45 @@ class _State:
     script: deque = field(default_factory=deque)
     per_chat: dict[str, deque] = field(default_factory=dict)
     next_message_id: int = 1
+    # Arrival times of accepted sends inside the last second, for the enforcement mode.
+    window: deque = field(default_factory=deque)
+    chat_windows: dict[str, deque] = field(default_factory=dict)
+    in_flight: int = 0
+    # The bot's side (getUpdates, setWebhook): updates waiting for a poller, the webhook.
+    updates: deque = field(default_factory=deque)
+    next_update_id: int = 1000
+    updates_ready: threading.Condition = field(default_factory=threading.Condition)
+    webhook: dict = field(default_factory=dict)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    # Dozens of worker processes connect at once in the chaos tests; the default backlog
+    # of 5 would drop their connection attempts and turn into client timeouts.
+    request_queue_size = 128
 
 
 class FakeTelegram:
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        *,
+        global_per_second: int | None = None,
+        per_chat_per_second: int | None = None,
+        failure_rate: float = 0.0,
+        delay: float | tuple[float, float] = 0.0,
+        seed: int | None = None,
+    ) -> None:
         self._lock = threading.Lock()
         self._state = _State()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._server.daemon_threads = True
+        self._modes = _Modes()
+        self._random = random.Random(seed)
+        self.configure(
+            global_per_second=global_per_second,
+            per_chat_per_second=per_chat_per_second,
+            failure_rate=failure_rate,
+            delay=delay,
+        )
+        self._server = _Server(("127.0.0.1", 0), self._handler_class())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
@@ -88,6 +140,53 @@ class FakeTelegram:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+    _UNSET = object()
+
+    def configure(
+        self,
+        *,
+        global_per_second=_UNSET,
+        per_chat_per_second=_UNSET,
+        failure_rate=_UNSET,
+        failure_status=_UNSET,
+        delay=_UNSET,
+    ) -> "FakeTelegram":
+        """Changes the modes (the arguments given); takes effect for the next call."""
+        with self._lock:
+            modes = self._modes
+            if global_per_second is not self._UNSET:
+                modes.global_per_second = global_per_second
+            if per_chat_per_second is not self._UNSET:
+                modes.per_chat_per_second = per_chat_per_second
+            if failure_rate is not self._UNSET:
+                if not 0.0 <= failure_rate <= 1.0:
+                    raise ValueError("failure_rate is a share between 0 and 1")
+                modes.failure_rate = failure_rate
+            if failure_status is not self._UNSET:
+                modes.failure_status = failure_status
+            if delay is not self._UNSET:
+                low, high = delay if isinstance(delay, tuple) else (delay, delay)
+                modes.delay = (float(low), float(high))
+        return self
+
+    def outage(self, status: int | None = 503) -> None:
+        """Answer every sendMessage with `status` (a 5xx) from now on; None ends it."""
+        with self._lock:
+            self._modes.outage_status = status
+
+    @property
+    def in_flight(self) -> int:
+        """sendMessage calls received and not answered yet (a slow answer in progress)."""
+        with self._lock:
+            return self._state.in_flight
+
+    def answered(self, status: int) -> list[Call]:
+        """sendMessage calls answered with this HTTP status."""
+        with self._lock:
+            return [
+                c for c in self._state.calls if c.method == "sendMessage" and c.status == status
+            ]
 
     def push(self, *replies: Reply, chat_id: str | None = None) -> None:
         """Queue answers for the next sendMessage calls (to one chat, or to any)."""
@@ -118,18 +217,57 @@ class FakeTelegram:
             time.sleep(0.05)
         return predicate()
 
-    def _next_reply(self, chat_id: str) -> Reply:
+    def _next_reply(self, chat_id: str, call: Call) -> Reply:
         with self._lock:
             queue = self._state.per_chat.get(chat_id)
             if queue:
                 return queue.popleft()
             if self._state.script:
                 return self._state.script.popleft()
-            return Reply()
+            return self._reply_from_modes(chat_id, call)
+
+    def _reply_from_modes(self, chat_id: str, call: Call) -> Reply:
+        """Called with the lock held."""
+        modes = self._modes
+        low, high = modes.delay
+        delay = self._random.uniform(low, high) if high > low else low
+        if modes.outage_status is not None:
+            return Reply.server_error(modes.outage_status)
+        if modes.failure_rate and self._random.random() < modes.failure_rate:
+            return replace(Reply.server_error(modes.failure_status), delay=delay)
+        limited = self._over_limit(chat_id, call.at)
+        if limited is not None:
+            kind, retry_after = limited
+            call.limited = kind
+            return Reply.too_many_requests(retry_after)
+        return Reply(delay=delay)
+
+    def _over_limit(self, chat_id: str, now: float) -> tuple[str, int] | None:
+        """Counts an accepted send against the windows, or says which limit it breaks
+        and when to come back (whole seconds, as Telegram answers). Lock held."""
+        modes = self._modes
+        checks = []
+        if modes.global_per_second:
+            checks.append(("global", self._state.window, modes.global_per_second))
+        if modes.per_chat_per_second:
+            window = self._state.chat_windows.setdefault(chat_id, deque())
+            checks.append(("chat", window, modes.per_chat_per_second))
+        for kind, window, limit in checks:
+            while window and window[0] <= now - 1.0:
+                window.popleft()
+            if len(window) >= limit:
+                return kind, max(1, math.ceil(window[0] + 1.0 - now))
+        for _, window, _ in checks:
+            window.append(now)
+        return None
 
     def _record(self, call: Call) -> None:
         with self._lock:
             self._state.calls.append(call)
+
+    def _count_in_flight(self, change: int) -> None:
+        with self._lock:
+            self._state.in_flight += change
 
     def _new_message_id(self) -> int:
         with self._lock:
@@ -153,7 +291,9 @@ class FakeTelegram:
                 _, bot_token, method = self.path.split("/", 2)
                 call = Call(bot_token.removeprefix("bot"), method, params, time.time())
                 if method == "sendMessage":
-                    reply = fake._next_reply(str(params.get("chat_id")))
+                    reply = fake._next_reply(str(params.get("chat_id")), call)
+                elif method in BOT_METHODS:
+                    reply = fake._bot_method_reply(method, params)
                 elif method == "getMe":
                     reply = Reply(
                         body={
@@ -169,7 +309,11 @@ class FakeTelegram:
                 else:
                     reply = Reply(404, {"ok": False, "error_code": 404, "description": "Not Found"})
                 if reply.delay:
-                    time.sleep(reply.delay)
+                    fake._count_in_flight(+1)
+                    try:
+                        time.sleep(reply.delay)
+                    finally:
+                        fake._count_in_flight(-1)
                 if reply.drop:
                     call.status = -1
                     fake._record(call)
@@ -185,10 +329,120 @@ class FakeTelegram:
                 call.status = reply.status
                 fake._record(call)
                 payload = json.dumps(body).encode()
-                self.send_response(reply.status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
+                try:
+                    self.send_response(reply.status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                except OSError:
+                    # The client is gone (a killed worker); the send was accepted all the
+                    # same, as Telegram's would be, and is already recorded.
+                    self.close_connection = True
 
         return Handler
+
+    # -- The bot's side: updates for getUpdates, and the methods a bot's handlers call --
+
+    def push_update(self, update: dict) -> dict:
+        """Queue an update for getUpdates; an update_id is given when it has none."""
+        state = self._state
+        with state.updates_ready:
+            if "update_id" not in update:
+                state.next_update_id += 1
+                update = {"update_id": state.next_update_id, **update}
+            state.updates.append(update)
+            state.updates_ready.notify_all()
+        return update
+
+    def pending_updates(self) -> list[dict]:
+        """Updates no getUpdates call has confirmed yet (by asking for a later offset)."""
+        with self._state.updates_ready:
+            return list(self._state.updates)
+
+    @property
+    def webhook(self) -> dict:
+        """What the last setWebhook asked for ({} after deleteWebhook)."""
+        with self._lock:
+            return dict(self._state.webhook)
+
+    def _bot_method_reply(self, method: str, params: dict) -> Reply:
+        if method == "getUpdates":
+            return Reply(body={"ok": True, "result": self._get_updates(params)})
+        if method == "setWebhook":
+            with self._lock:
+                self._state.webhook = dict(params)
+        elif method == "deleteWebhook":
+            with self._lock:
+                self._state.webhook = {}
+        elif method == "getWebhookInfo":
+            info = {"url": self.webhook.get("url", ""), "has_custom_certificate": False,
+                    "pending_update_count": 0}  # fmt: skip
+            return Reply(body={"ok": True, "result": info})
+        elif method == "editMessageText":
+            return Reply(body={"ok": True, "result": {
+                "message_id": int(params.get("message_id", 0)), "date": int(time.time()),
+                "chat": {"id": int(params.get("chat_id", 0)), "type": "private"},
+                "text": params.get("text", "")}})  # fmt: skip
+        return Reply(body={"ok": True, "result": True})
+
+    def _get_updates(self, params: dict) -> list[dict]:
+        """Long polling as Telegram does it: updates below `offset` are confirmed and
+        dropped; with none waiting, the call is held open up to `timeout` seconds."""
+        state = self._state
+        offset = int(params.get("offset") or 0)
+        limit = int(params.get("limit") or 100)
+        deadline = time.monotonic() + min(float(params.get("timeout") or 0), 30.0)
+        with state.updates_ready:
+            while True:
+                while state.updates and state.updates[0]["update_id"] < offset:
+                    state.updates.popleft()
+                if state.updates or time.monotonic() >= deadline:
+                    return list(state.updates)[:limit]
+                state.updates_ready.wait(timeout=max(0.0, deadline - time.monotonic()))
+
+
+BOT_METHODS = frozenset({"getUpdates", "setWebhook", "deleteWebhook", "getWebhookInfo",
+                         "answerCallbackQuery", "editMessageText", "editMessageReplyMarkup",
+                         "setMyCommands"})  # fmt: skip
+
+
+# -- Updates as the Bot API sends them (to a webhook, or from getUpdates) -----------------
+
+
+def _user(chat_id: int, language_code: str) -> dict:
+    return {"id": chat_id, "is_bot": False, "first_name": "Pat", "language_code": language_code}
+
+
+def message_update(chat_id: int | str, text: str, *, update_id: int | None = None,
+                   message_id: int = 1, language_code: str = "en",
+                   chat_type: str = "private") -> dict:  # fmt: skip
+    """A text message from a user in a private chat (chat id = user id there)."""
+    chat_id = int(chat_id)
+    message = {
+        "message_id": message_id,
+        "date": int(time.time()),
+        "from": _user(chat_id, language_code),
+        "chat": {"id": chat_id, "type": chat_type, "first_name": "Pat"},
+        "text": text,
+    }
+    if text.startswith("/"):
+        command = text.split()[0]
+        message["entities"] = [{"type": "bot_command", "offset": 0, "length": len(command)}]
+    update = {"message": message}
+    return {"update_id": update_id, **update} if update_id is not None else update
+
+
+def callback_update(chat_id: int | str, data: str, *, message_text: str, message_id: int = 7,
+                    update_id: int | None = None, language_code: str = "en") -> dict:  # fmt: skip
+    """A press on an inline button under one of the bot's messages."""
+    chat_id = int(chat_id)
+    update = {"callback_query": {
+        "id": f"cb{chat_id}{message_id}", "from": _user(chat_id, language_code),
+        "chat_instance": "42", "data": data,
+        "message": {"message_id": message_id, "date": int(time.time()),
+                    "from": {"id": 42, "is_bot": True, "first_name": "Fake",
+                             "username": "fake_bot"},
+                    "chat": {"id": chat_id, "type": "private", "first_name": "Pat"},
+                    "text": message_text}}}  # fmt: skip
+    return {"update_id": update_id, **update} if update_id is not None else update

@@ -1,0 +1,292 @@
+"""Inbound WhatsApp (Meta's webhook) and SMS (Twilio's webhook): signatures, STOP, and
+the text commands without a slash. WhatsApp replies go to the fake Cloud API server."""
+
+import hashlib
+import hmac
+import json
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from channels_app.callbacks import twilio_signature
+from channels_app.inbound import inbound_process
+from patients.models import Channel, Contact, InboundUpdate, Patient
+from scheduling.models import MessageStatus, ScheduledMessage
+from scheduling.services import message_schedule
+from tests.fakes.twilio_server import AUTH_TOKEN
+from tests.fakes.whatsapp_server import FakeWhatsApp
+
+APP_SECRET = "meta-app-secret"
+VERIFY_TOKEN = "verify-me"
+PUBLIC_BASE_URL = "https://companion.example.org"
+WHATSAPP_URL = "/channels/whatsapp/inbound/"
+TWILIO_URL = "/channels/twilio/inbound/"
+NUMBER = "+4915112345678"
+
+
+@pytest.fixture
+def fake_whatsapp(settings):
+    fake = FakeWhatsApp().start()
+    settings.WHATSAPP_API_BASE_URL = fake.base_url
+    settings.WHATSAPP_TOKEN = "whatsapp-token"
+    settings.WHATSAPP_PHONE_NUMBER_ID = "1234567890"
+    settings.WHATSAPP_APP_SECRET = APP_SECRET
+    settings.WHATSAPP_VERIFY_TOKEN = VERIFY_TOKEN
+    settings.CHANNEL_SANDBOX = False
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def twilio(settings):
+    settings.TWILIO_AUTH_TOKEN = AUTH_TOKEN
+    settings.PUBLIC_BASE_URL = PUBLIC_BASE_URL
+    return settings
+
+
+def patient_on(make_patient, channel: str, *, verified: bool = True) -> Patient:
+    patient = make_patient(chat_id=None)
+    Contact.objects.create(patient=patient, channel=channel, address=NUMBER,
+                           verified_at=timezone.now() if verified else None)  # fmt: skip
+    return patient
+
+
+# -- WhatsApp ----------------------------------------------------------------------------
+
+
+def whatsapp_body(text: str, *, message_id: str = "wamid.HBgM1", sender: str = NUMBER) -> dict:
+    """A Cloud API `messages` webhook as Meta posts it."""
+    return {"object": "whatsapp_business_account", "entry": [{"id": "102290129340398", "changes": [
+        {"field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "15550783881", "phone_number_id": "1234567890"},
+            "contacts": [{"profile": {"name": "Pat"}, "wa_id": sender.removeprefix("+")}],
+            "messages": [{"from": sender.removeprefix("+"), "id": message_id,
+                          "timestamp": "1700000000", "type": "text", "text": {"body": text}}],
+        }}]}]}  # fmt: skip
+
+
+def post_whatsapp(client, body: dict, *, secret: str = APP_SECRET, signature: str | None = None):
+    raw = json.dumps(body).encode()
+    if signature is None:
+        signature = "sha256=" + hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()
+    return client.post(WHATSAPP_URL, data=raw, content_type="application/json",
+                       HTTP_X_HUB_SIGNATURE_256=signature)  # fmt: skip
+
+
+def process_all() -> None:
+    for pk in InboundUpdate.objects.filter(processed_at__isnull=True).values_list("pk", flat=True):
+        assert inbound_process(pk) == "processed"
+
+
+def whatsapp_replies(fake) -> list[str]:
+    return [call.params["text"]["body"] for call in fake.sent()]
+
+
+@pytest.mark.parametrize(
+    "signature",
+    ["", "sha256=", "sha256=" + "0" * 64, "sha1=abc", "sha256=ünïcode"],
+)
+def test_whatsapp_refuses_a_post_without_a_valid_signature(client, fake_whatsapp, db, signature):
+    response = post_whatsapp(client, whatsapp_body("STOP"), signature=signature)
+
+    assert response.status_code == 403
+    assert not InboundUpdate.objects.exists()
+
+
+def test_whatsapp_refuses_a_post_signed_with_another_secret(client, fake_whatsapp, db):
+    assert post_whatsapp(client, whatsapp_body("STOP"), secret="other").status_code == 403
+
+
+def test_whatsapp_refuses_everything_while_no_app_secret_is_set(client, fake_whatsapp, settings):
+    settings.WHATSAPP_APP_SECRET = ""
+
+    assert post_whatsapp(client, whatsapp_body("STOP"), secret="").status_code == 403
+
+
+def test_whatsapp_verification_handshake_echoes_the_challenge_only_for_our_token(
+    client, fake_whatsapp
+):
+    params = {"hub.mode": "subscribe", "hub.challenge": "1158201444"}
+
+    good = client.get(WHATSAPP_URL, {**params, "hub.verify_token": VERIFY_TOKEN})
+    bad = client.get(WHATSAPP_URL, {**params, "hub.verify_token": "guess"})
+
+    assert (good.status_code, good.content) == (200, b"1158201444")
+    assert bad.status_code == 403
+
+
+def test_whatsapp_stop_opts_the_patient_out(client, fake_whatsapp, make_patient):
+    patient = patient_on(make_patient, Channel.WHATSAPP)
+    message = message_schedule(patient=patient, content="Hello",
+                               starts_at=timezone.now() + timedelta(hours=1))  # fmt: skip
+
+    assert post_whatsapp(client, whatsapp_body("STOP")).status_code == 200
+    process_all()
+
+    patient.refresh_from_db()
+    message.refresh_from_db()
+    assert patient.opted_out_at is not None and patient.last_interaction_at is not None
+    assert message.status == MessageStatus.PAUSED
+    (reply,) = whatsapp_replies(fake_whatsapp)
+    assert "no more messages" in reply and "start" in reply and "/start" not in reply
+
+
+def test_whatsapp_schedule_command_creates_a_reminder(client, fake_whatsapp, make_patient):
+    patient = patient_on(make_patient, Channel.WHATSAPP)
+
+    post_whatsapp(client, whatsapp_body("schedule daily 08:00 Take pills"))
+    process_all()
+
+    message = ScheduledMessage.objects.get(patient=patient)
+    assert (message.content, message.created_by_patient) == ("Take pills", True)
+    assert message.recurrence.startswith("FREQ=DAILY")
+    (reply,) = whatsapp_replies(fake_whatsapp)
+    assert f"Reminder #{message.pk} saved" in reply
+
+
+def test_whatsapp_list_and_cancel_work_without_a_slash(client, fake_whatsapp, make_patient):
+    patient = patient_on(make_patient, Channel.WHATSAPP)
+    post_whatsapp(client, whatsapp_body("schedule daily 08:00 Take pills", message_id="w1"))
+    process_all()
+    message = ScheduledMessage.objects.get(patient=patient)
+
+    post_whatsapp(client, whatsapp_body("scheduled", message_id="w2"))
+    process_all()
+    post_whatsapp(client, whatsapp_body(f"cancel {message.pk}", message_id="w3"))
+    process_all()
+
+    replies = whatsapp_replies(fake_whatsapp)
+    assert f"#{message.pk} daily at 08:00" in replies[1]
+    assert replies[2] == f"Reminder #{message.pk} is cancelled."
+    message.refresh_from_db()
+    assert message.status == MessageStatus.CANCELLED
+
+
+def test_a_redelivered_whatsapp_message_is_run_once(client, fake_whatsapp, make_patient):
+    patient = patient_on(make_patient, Channel.WHATSAPP)
+    body = whatsapp_body("schedule daily 08:00 Take pills")
+
+    post_whatsapp(client, body)
+    post_whatsapp(client, body)
+    process_all()
+
+    assert ScheduledMessage.objects.filter(patient=patient).count() == 1
+
+
+def test_an_unknown_whatsapp_sender_gets_nothing(client, fake_whatsapp, db):
+    post_whatsapp(client, whatsapp_body("help"))
+    process_all()
+
+    assert fake_whatsapp.calls() == []
+
+
+def test_whatsapp_status_updates_are_accepted_and_ignored(client, fake_whatsapp, db):
+    body = {"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [
+        {"field": "messages", "value": {"messaging_product": "whatsapp", "statuses": [
+            {"id": "wamid.X", "status": "delivered", "timestamp": "1700000000",
+             "recipient_id": "4915112345678"}]}}]}]}  # fmt: skip
+
+    assert post_whatsapp(client, body).status_code == 200
+    assert not InboundUpdate.objects.exists()
+
+
+# -- SMS (Twilio) ------------------------------------------------------------------------
+
+
+def post_sms(client, body: str, *, sid: str = "SM" + "a" * 32, sender: str = NUMBER,
+             token: str = AUTH_TOKEN, signature: str | None = None):  # fmt: skip
+    params = {"MessageSid": sid, "AccountSid": "AC" + "0" * 32, "From": sender,
+              "To": "+15005550006", "Body": body, "NumMedia": "0"}  # fmt: skip
+    if signature is None:
+        signature = twilio_signature(token, PUBLIC_BASE_URL + TWILIO_URL, params.items())
+    return client.post(TWILIO_URL, params, HTTP_X_TWILIO_SIGNATURE=signature)
+
+
+@pytest.mark.parametrize("signature", ["", "bm90LWl0"])
+def test_sms_refuses_a_post_without_a_valid_signature(client, twilio, db, signature):
+    assert post_sms(client, "STOP", signature=signature).status_code == 403
+
+
+def test_sms_refuses_a_post_signed_with_another_token(client, twilio, db):
+    assert post_sms(client, "STOP", token="another-token").status_code == 403
+
+
+@pytest.mark.parametrize("word", ["STOP", "stop", " Unsubscribe ", "QUIT", "cancel", "end"])
+def test_sms_stop_words_opt_out_and_leave_the_answer_to_twilio(client, twilio, make_patient, word):
+    patient = patient_on(make_patient, Channel.SMS)
+
+    response = post_sms(client, word)
+
+    assert response.status_code == 200 and response["Content-Type"] == "text/xml"
+    assert response.content.decode().endswith("<Response/>")
+    patient.refresh_from_db()
+    assert patient.opted_out_at is not None
+
+
+def test_sms_stop_is_honoured_from_an_unverified_number(client, twilio, make_patient):
+    patient = patient_on(make_patient, Channel.SMS, verified=False)
+
+    post_sms(client, "STOP")
+
+    patient.refresh_from_db()
+    assert patient.opted_out_at is not None
+
+
+def test_sms_start_after_stop_opts_back_in(client, twilio, make_patient):
+    patient = patient_on(make_patient, Channel.SMS)
+    post_sms(client, "STOP", sid="SM1")
+
+    post_sms(client, "START", sid="SM2")
+
+    patient.refresh_from_db()
+    assert patient.opted_out_at is None
+
+
+def test_sms_schedule_command_creates_a_reminder_and_replies_in_twiml(client, twilio, make_patient):
+    patient = patient_on(make_patient, Channel.SMS)
+
+    response = post_sms(client, "schedule in 2h Check your blood pressure & rest")
+
+    message = ScheduledMessage.objects.get(patient=patient)
+    assert message.content == "Check your blood pressure & rest"
+    assert message.recurrence == "" and message.created_by_patient
+    body = response.content.decode()
+    assert f"<Message>Reminder #{message.pk} saved" in body
+
+
+def test_sms_commands_need_a_verified_number(client, twilio, make_patient):
+    patient_on(make_patient, Channel.SMS, verified=False)
+
+    response = post_sms(client, "schedule daily 08:00 Take pills")
+
+    assert response.content.decode().endswith("<Response/>")
+    assert not ScheduledMessage.objects.exists()
+
+
+def test_an_unknown_sms_sender_gets_empty_twiml(client, twilio, db):
+    response = post_sms(client, "help", sender="+15005550001")
+
+    assert response.status_code == 200
+    assert response.content.decode().endswith("<Response/>")
+
+
+def test_a_repeated_sms_webhook_is_answered_once(client, twilio, make_patient):
+    patient = patient_on(make_patient, Channel.SMS)
+
+    first = post_sms(client, "schedule daily 08:00 Take pills")
+    second = post_sms(client, "schedule daily 08:00 Take pills")
+
+    assert "<Message>" in first.content.decode()
+    assert second.content.decode().endswith("<Response/>")
+    assert ScheduledMessage.objects.filter(patient=patient).count() == 1
+
+
+def test_inbound_sms_updates_last_interaction(client, twilio, make_patient):
+    patient = patient_on(make_patient, Channel.SMS)
+
+    post_sms(client, "help")
+
+    patient.refresh_from_db()
+    assert patient.last_interaction_at is not None
