@@ -9,7 +9,8 @@ STAMP := $(VENV)/.installed
 $(STAMP): requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements.txt
+	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(BIN)/python -m pip install --quiet -r requirements.txt
+	deploy/ensure-chromium.sh
 	touch $(STAMP)
 
 # The whole stack with demo data: web + admin on :8000, worker, beat, Flower on :5555.
