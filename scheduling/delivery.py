@@ -151,7 +151,7 @@ def _tell_breaker(channel: str, error: ChannelError | None) -> None:
 def _claim(delivery_id: int) -> "_Claim | DeliveryOutcome":
     delivery = (
         Delivery.objects.select_for_update(of=("self",))
-        .select_related("message", "message__patient")
+        .select_related("message", "message__patient", "contact")
         .filter(pk=delivery_id)
         .first()
     )

@@ -13,6 +13,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from patients.models import Contact
 from scheduling.models import Delivery, DeliveryStatus, MessageStatus, ScheduledMessage
 from scheduling.occurrences import Occurrence, Schedule
 from scheduling.queueing import enqueue_with_backpressure, release_held_deliveries
@@ -58,6 +59,7 @@ def _dispatch_batch(now: datetime, batch_size: int) -> int:
     for message in messages:
         deliveries += _deliveries_due(message, now)
         message.updated_at = now
+    _assign_contacts(deliveries)
     _advance(messages, now)
     # On conflict (the occurrence already has a delivery) the existing row comes back
     # unchanged and is enqueued again, which is harmless: deliver_message claims it once.
@@ -84,6 +86,20 @@ def _advance(messages: list[ScheduledMessage], now: datetime) -> None:
             [now, [m.pk for m in messages], [m.next_occurrence_at for m in messages],
              [m.next_run_at for m in messages], [m.status for m in messages]],
         )  # fmt: skip
+
+
+def _assign_contacts(deliveries: list[Delivery]) -> None:
+    """Each delivery's contact, found for the whole batch in one query, so the worker does
+    not look it up per send (it still checks the contact is not blocked by then)."""
+    patient_ids = {d.message.patient_id for d in deliveries}
+    first = {}
+    for contact in Contact.objects.filter(
+        patient_id__in=patient_ids, blocked_at__isnull=True
+    ).order_by("-id"):
+        first[(contact.patient_id, contact.channel)] = contact
+    for delivery in deliveries:
+        contact = first.get((delivery.message.patient_id, delivery.channel))
+        delivery.contact_id = contact.pk if contact else None
 
 
 def _deliveries_due(message: ScheduledMessage, now: datetime) -> list[Delivery]:
