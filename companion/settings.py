@@ -308,3 +308,37 @@ ACK_CHECK_SECONDS = env.integer("ACK_CHECK_SECONDS", 60, minimum=5, maximum=3600
 INBOUND_RETRY_AFTER_SECONDS = env.integer("INBOUND_RETRY_AFTER_SECONDS", 60, minimum=5)
 INBOUND_MAX_ATTEMPTS = env.integer("INBOUND_MAX_ATTEMPTS", 5, minimum=1, maximum=50)
 INBOUND_KEEP_DAYS = env.integer("INBOUND_KEEP_DAYS", 7, minimum=1)
+
+# --- REST API at /api/scheduler/ (scheduling/api) ------------------------------------
+REST_FRAMEWORK = {
+    # Token first: an unauthenticated request gets 401 with `WWW-Authenticate: Token`.
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # JSON only: nested lists (contacts, bulk items) have no honest form encoding.
+    "DEFAULT_PARSER_CLASSES": ["scheduling.api.framework.StrictJSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "scheduling.api.framework.exception_handler",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Companion scheduler API",
+    "DESCRIPTION": "Patients, scheduled messages, their deliveries and templates, for care "
+    "teams. Authenticate with `Authorization: Token <key>` (manage.py create_provider).",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    # Separate request and response components, so read-only fields are not asked for.
+    "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "scheduling.api.framework.document_errors",
+    ],
+    "ENUM_NAME_OVERRIDES": {
+        "MessageStatusEnum": "scheduling.models.MessageStatus",
+        "DeliveryStatusEnum": "scheduling.models.DeliveryStatus",
+        "AttemptOutcomeEnum": "scheduling.models.AttemptOutcome",
+        "ChannelEnum": "patients.models.Channel",
+        "ContentFormatEnum": "scheduling.models.ContentFormat",
+    },
+}

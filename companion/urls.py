@@ -14,6 +14,7 @@ urlpatterns = [
     path("ops/channels/", channel_views.channel_status, name="channel-status"),
     path("channels/twilio/status/", callbacks.twilio_status, name="twilio-status"),
     path("inbox/<str:token>/", channel_views.patient_inbox, name="patient-inbox"),
+    path("api/scheduler/", include("scheduling.api.urls")),
     path("scheduled-messages/", include("scheduling.web.urls")),
     path("telegram/webhook/", bot_views.telegram_webhook, name="telegram-webhook"),
     path("channels/whatsapp/inbound/", bot_views.whatsapp_inbound, name="whatsapp-inbound"),

@@ -51,7 +51,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dateutil.rrule import rrule, rrulestr
 
-from scheduling.recurrence import Rule, resolve_local
+from scheduling.recurrence import Rule, check_rule_is_practical, resolve_local
 
 MAX_INTERVAL = 1000
 MAX_COUNT = 10_000
@@ -908,6 +908,12 @@ def _first_candidate(plan: _Rule, clock: _Clock) -> datetime:
     asked on 14 April starts on 30 April.
     """
     anchor = _anchor(plan, clock)
+    try:
+        # Before any search: a rule the engine cannot afford to expand is refused here.
+        check_rule_is_practical(plan.body, starts_at=clock.to_utc(anchor),
+                                zone_name=clock.zone.key)  # fmt: skip
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise _NotUnderstood(str(exc), RRULE_EXAMPLE) from exc
     ends = {"INTERVAL", "COUNT", "UNTIL"}
     kept = [part for part in plan.body.split(";") if part.split("=")[0].strip().upper() not in ends]
     try:

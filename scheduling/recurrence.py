@@ -122,6 +122,40 @@ class Rule:
         return (wall for wall in _with_month_ends(self.rrule, self.month_days) if wall >= cursor)
 
 
+# Parts that filter whole days or months. With a sub-daily FREQ, dateutil steps minute
+# by minute (or hour by hour) through every rejected candidate, so a rule such as
+# FREQ=MINUTELY;BYSETPOS=5 or one that never matches can take minutes of CPU to answer.
+_DAY_LEVEL_PARTS = {"BYSETPOS", "BYMONTHDAY", "BYYEARDAY", "BYWEEKNO", "BYMONTH"}
+
+
+def check_rule_is_practical(rule: str, *, starts_at: datetime, zone_name: str) -> None:
+    """ValueError, said plainly, for a rule the scheduler cannot afford to expand: a
+    sub-daily rule filtered by day-level parts, or one with no occurrence in ten years
+    (a week for sub-daily rules). The search is bounded, so this never hangs."""
+    parts = rule_parts(rule)
+    sub_daily = _frequency(parts.get("FREQ")) in _SUB_DAILY
+    if sub_daily and (found := sorted(_DAY_LEVEL_PARTS & set(parts))):
+        raise ValueError(
+            f"{', '.join(found)} cannot be combined with FREQ={parts['FREQ']}; "
+            "use a DAILY, WEEKLY or MONTHLY rule with BYHOUR and BYMINUTE"
+        )
+    frequency = parts.get("FREQ", "").upper()
+    for part in ("BYYEARDAY", "BYWEEKNO"):  # RFC 5545 allows these with YEARLY only
+        if part in parts and frequency != "YEARLY":
+            raise ValueError(f"{part} is only allowed with FREQ=YEARLY")
+    parsed = Rule(rule, starts_at=starts_at, zone_name=zone_name)
+    horizon = timedelta(days=7) if sub_daily else timedelta(days=3653)
+    bounded = parsed.rrule.replace(until=parsed.start_wall + horizon, count=None)
+    if parsed.rrule._until is not None and parsed.rrule._until < parsed.start_wall:
+        raise ValueError("its UNTIL is before the first occurrence")
+    if parsed.rrule._until is not None:
+        bounded = parsed.rrule.replace(until=min(parsed.rrule._until, parsed.start_wall + horizon),
+                                       count=None)  # fmt: skip
+    if next(iter(bounded), None) is None:
+        span = "a week" if sub_daily else "ten years"
+        raise ValueError(f"the rule has no occurrence within {span} of its start")
+
+
 def _frequency(name: str | None) -> int | None:
     names = ["YEARLY", "MONTHLY", "WEEKLY", "DAILY", "HOURLY", "MINUTELY", "SECONDLY"]
     return names.index(name.upper()) if name and name.upper() in names else None

@@ -23,7 +23,12 @@ from scheduling.models import (
 )
 from scheduling.occurrences import Schedule
 from scheduling.queueing import enqueue_deliveries
-from scheduling.recurrence import Rule, local_wall_time, resolve_local, rule_parts
+from scheduling.recurrence import (
+    check_rule_is_practical,
+    local_wall_time,
+    resolve_local,
+    rule_parts,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -126,7 +131,9 @@ def validate_recurrence(message: ScheduledMessage) -> None:
         return
     try:
         parts = rule_parts(message.recurrence)
-        Rule(message.recurrence, starts_at=message.starts_at, zone_name=message.zone_name)
+        check_rule_is_practical(
+            message.recurrence, starts_at=message.starts_at, zone_name=message.zone_name
+        )
     except (ValueError, TypeError, OverflowError) as exc:
         raise ValidationError({"recurrence": f"Not a valid RRULE: {exc}."}) from exc
     if parts.get("FREQ", "").upper() == "SECONDLY" and not settings.SCHEDULER_ALLOW_SECONDLY:

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scheduling.recurrence import Rule, local_wall_time, resolve_local
+from scheduling.recurrence import Rule, check_rule_is_practical, local_wall_time, resolve_local
 
 EXAMPLES = 500
 DST_ZONES = ["America/New_York", "Europe/London", "Australia/Lord_Howe", "Asia/Kolkata"]
@@ -222,3 +222,21 @@ def test_interval_rules_step_in_real_time_and_next_is_the_first_after(
     assert found > moment
     assert (found - start).total_seconds() % step == 0
     assert found - moment <= timedelta(seconds=step)
+
+
+@pytest.mark.parametrize(
+    ("rule", "says"),
+    [("FREQ=MINUTELY;BYSETPOS=5;BYMINUTE=1", "BYSETPOS cannot be combined with FREQ=MINUTELY"),
+     ("FREQ=HOURLY;BYMONTHDAY=31", "BYMONTHDAY cannot be combined with FREQ=HOURLY"),
+     ("FREQ=DAILY;BYYEARDAY=366;BYMONTH=1", "only allowed with FREQ=YEARLY"),
+     ("FREQ=YEARLY;BYYEARDAY=366;BYMONTH=1", "no occurrence within ten years")],
+)  # fmt: skip
+def test_rules_too_costly_to_expand_are_refused_before_any_search(rule, says):
+    with pytest.raises(ValueError, match=says):
+        check_rule_is_practical(rule, starts_at=datetime(2025, 4, 14, 9, tzinfo=UTC),
+                                zone_name="Europe/Berlin")  # fmt: skip
+
+
+def test_a_leap_day_rule_is_practical():
+    check_rule_is_practical("FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=29", zone_name="UTC",
+                            starts_at=datetime(2025, 4, 14, 9, tzinfo=UTC))  # fmt: skip

@@ -1,0 +1,63 @@
+"""Provider accounts for the API and the admin: `manage.py create_provider`."""
+
+from dataclasses import dataclass
+
+from django.contrib.auth.models import Group, Permission, User
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_slug
+from django.db import transaction
+from rest_framework.authtoken.models import Token
+
+from patients.models import Membership, Organization, Role
+
+CARE_TEAM_GROUP = "Care team"  # the demo login's group too (scheduling/demo.py)
+CARE_TEAM_APPS = ("patients", "scheduling", "channels_app")
+
+
+@dataclass(frozen=True)
+class Provider:
+    user: User
+    organization: Organization
+    role: str
+    token: str
+    created: bool  # the user is new
+
+
+@transaction.atomic
+def provider_create(*, organization_slug: str, username: str, admin: bool = False) -> Provider:
+    """The organization (named after its slug if new), a staff user with an unusable
+    password, their membership and their API token. Running it again changes nothing
+    and returns the same token, except that `admin` promotes an existing staff member;
+    it never demotes (that is an operator's decision, in the admin)."""
+    validate_slug(organization_slug)
+    if not username or len(username) > 150:
+        raise ValidationError("A username has 1 to 150 characters.")
+    organization, _ = Organization.objects.get_or_create(
+        slug=organization_slug,
+        defaults={"name": organization_slug.replace("-", " ").replace("_", " ").title()},
+    )
+    user, created = User.objects.get_or_create(username=username, defaults={"is_staff": True})
+    if created:
+        user.set_unusable_password()  # `manage.py changepassword` gives an admin login
+        user.save()
+    elif not user.is_staff:
+        user.is_staff = True
+        user.save(update_fields=["is_staff"])
+    user.groups.add(_care_team_group())
+    membership, _ = Membership.objects.get_or_create(
+        user=user,
+        organization=organization,
+        defaults={"role": Role.ADMIN if admin else Role.STAFF},
+    )
+    if admin and membership.role != Role.ADMIN:
+        membership.role = Role.ADMIN
+        membership.save(update_fields=["role"])
+    token, _ = Token.objects.get_or_create(user=user)
+    return Provider(user, organization, membership.role, token.key, created)
+
+
+def _care_team_group() -> Group:
+    """The admin permissions a care team needs; what they see is still scoped."""
+    group, _ = Group.objects.get_or_create(name=CARE_TEAM_GROUP)
+    group.permissions.add(*Permission.objects.filter(content_type__app_label__in=CARE_TEAM_APPS))
+    return group
