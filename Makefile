@@ -23,6 +23,8 @@ run: $(STAMP)
 	$(BIN)/python manage.py seed_demo
 	@echo ""
 	@echo "  Admin:          http://127.0.0.1:8000/admin/   (login demo / demo)"
+	@echo "  Web UI:         http://127.0.0.1:8000/scheduled-messages/"
+	@echo "  API docs:       http://127.0.0.1:8000/api/scheduler/docs/"
 	@echo "  Sandbox outbox: http://127.0.0.1:8000/sandbox/ (what would have gone to Telegram)"
 	@echo "  Flower:         http://127.0.0.1:5555/"
 	@echo "  The first demo messages are due 10-40 seconds from now. Ctrl-C stops everything."
