@@ -54,25 +54,17 @@ def tokens(content: str, fmt: str) -> list[_Token]:
 
 def to_plain_text(content: str, fmt: str) -> str:
     """Readable text: tags dropped, line breaks kept, a link's address after its text."""
-    if fmt != "html":
-        return content
-    out: list[str] = []
-    links: list[str] = []
-    for token in tokens(content, fmt):
-        if token.kind == "text":
-            out.append(token.text)
-        elif token.kind == "start" and token.tag in _BLOCK_BREAKS:
-            out.append(_BLOCK_BREAKS[token.tag])
-        elif token.kind == "start" and token.tag == "a":
-            links.append(_href(token.raw))
-        elif token.kind == "end" and token.tag == "a" and links:
-            href = links.pop()
-            out.append(f" ({href})" if href else "")
-    return "".join(out).strip()
+    return _flatten(content, fmt, marks={})
 
 
 def to_whatsapp(content: str, fmt: str) -> str:
     """WhatsApp's *bold*, _italic_, ~strike~ and ```code``` from our HTML."""
+    return _flatten(content, fmt, marks=_WHATSAPP_MARKS)
+
+
+def _flatten(content: str, fmt: str, *, marks: dict[str, str]) -> str:
+    """HTML to text: tags with a mark become it, line-breaking tags a newline, links
+    their text and then their address; every other tag is dropped."""
     if fmt != "html":
         return content
     out: list[str] = []
@@ -80,8 +72,8 @@ def to_whatsapp(content: str, fmt: str) -> str:
     for token in tokens(content, fmt):
         if token.kind == "text":
             out.append(token.text)
-        elif token.tag in _WHATSAPP_MARKS and token.kind in ("start", "end"):
-            out.append(_WHATSAPP_MARKS[token.tag])
+        elif token.tag in marks and token.kind in ("start", "end"):
+            out.append(marks[token.tag])
         elif token.kind == "start" and token.tag in _BLOCK_BREAKS:
             out.append(_BLOCK_BREAKS[token.tag])
         elif token.kind == "start" and token.tag == "a":

@@ -10,13 +10,13 @@ their codes, 429 with Retry-After, 5xx, slow, dropped connection) are used up fi
 
 import base64
 import json
-import threading
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from email.utils import formatdate
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs
+
+from tests.fakes.base import FakeServer
 
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
 AUTH_TOKEN = "twilio-auth-token-secret"
@@ -100,54 +100,17 @@ class Call:
     status: int = 0
 
 
-@dataclass
-class _State:
-    calls: list[Call] = field(default_factory=list)
-    script: deque = field(default_factory=deque)
-    next_id: int = 1
+class FakeTwilio(FakeServer):
+    SENT_STATUS = 201  # Created
 
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-
-class FakeTwilio:
     def __init__(self, account_sid: str = ACCOUNT_SID, auth_token: str = AUTH_TOKEN) -> None:
         self.account_sid = account_sid
         self.auth_token = auth_token
-        self._lock = threading.Lock()
-        self._state = _State()
-        self._server = _Server(("127.0.0.1", 0), self._handler_class())
-        # A short poll interval: stop() waits for it, once per test.
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
+        super().__init__()
 
     @property
     def base_url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def start(self) -> "FakeTwilio":
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-    def push(self, *replies: Reply) -> None:
-        """Queue answers for the next calls that pass authentication."""
-        with self._lock:
-            self._state.script.extend(replies)
-
-    def calls(self) -> list[Call]:
-        with self._lock:
-            return list(self._state.calls)
-
-    def sent(self) -> list[Call]:
-        """Calls answered with 201 Created."""
-        return [c for c in self.calls() if c.status == 201]
+        return self.origin
 
     def _reply_for(self, call: Call) -> Reply:
         if (call.username, call.password) != (self.account_sid, self.auth_token):

@@ -8,11 +8,11 @@ contacts, messages[0].id = a wamid); scripted answers (Graph errors with their c
 
 import base64
 import json
-import threading
 import time
-from collections import deque
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from tests.fakes.base import FakeServer
 
 VERSION = "v21.0"
 
@@ -133,53 +133,11 @@ class Call:
     status: int = 0
 
 
-@dataclass
-class _State:
-    calls: list[Call] = field(default_factory=list)
-    script: deque = field(default_factory=deque)
-    next_id: int = 1
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-
-class FakeWhatsApp:
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._state = _State()
-        self._server = _Server(("127.0.0.1", 0), self._handler_class())
-        # A short poll interval: stop() waits for it, once per test.
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-
+class FakeWhatsApp(FakeServer):
     @property
     def base_url(self) -> str:
         """What WHATSAPP_API_BASE_URL would be: the Graph API with its version."""
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/{VERSION}"
-
-    def start(self) -> "FakeWhatsApp":
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-    def push(self, *replies: Reply) -> None:
-        """Queue answers for the next calls."""
-        with self._lock:
-            self._state.script.extend(replies)
-
-    def calls(self) -> list[Call]:
-        with self._lock:
-            return list(self._state.calls)
-
-    def sent(self) -> list[Call]:
-        """Calls answered with success."""
-        return [c for c in self.calls() if c.status == 200]
+        return f"{self.origin}/{VERSION}"
 
     def _next_reply(self) -> Reply:
         with self._lock:
