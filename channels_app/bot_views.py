@@ -13,7 +13,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 
 from channels_app import inbound
-from channels_app.callbacks import _signed_by_twilio as signed_by_twilio
+from channels_app.callbacks import signed_by_twilio
 from patients.models import Channel
 
 logger = logging.getLogger(__name__)

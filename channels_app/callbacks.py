@@ -49,7 +49,7 @@ def twilio_signature(auth_token: str, url: str, params: Iterable[tuple[str, str]
 @csrf_exempt
 @require_POST
 def twilio_status(request: HttpRequest) -> HttpResponse:
-    if not _signed_by_twilio(request):
+    if not signed_by_twilio(request):
         logger.warning("twilio status callback refused: bad or missing signature")
         return HttpResponseForbidden()
     sid = request.POST.get("MessageSid", "")
@@ -60,7 +60,7 @@ def twilio_status(request: HttpRequest) -> HttpResponse:
     return HttpResponse(status=200)
 
 
-def _signed_by_twilio(request: HttpRequest) -> bool:
+def signed_by_twilio(request: HttpRequest) -> bool:
     token = settings.TWILIO_AUTH_TOKEN
     given = request.headers.get("X-Twilio-Signature", "")
     if not token or not given:

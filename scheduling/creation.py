@@ -36,7 +36,7 @@ class MessageRequest:
 
 
 def message_create(request: MessageRequest) -> ScheduledMessage:
-    starts_at, rule = _when(request)
+    starts_at, rule = message_timing(request)
     options = {
         "patient": request.patient, "starts_at": starts_at, "recurrence": rule,
         "channel": request.channel or None, "priority": request.priority,
@@ -53,7 +53,8 @@ def message_create(request: MessageRequest) -> ScheduledMessage:
     return message_schedule(content=request.content, format=request.format, **options)
 
 
-def _when(request: MessageRequest) -> tuple[datetime, str]:
+def message_timing(request: MessageRequest) -> tuple[datetime, str]:
+    """When a request says to send: (first occurrence in UTC, RRULE or "")."""
     given = [name for name in ("scheduled_time", "schedule", "recurrence")
              if getattr(request, name) not in (None, "", {})]  # fmt: skip
     if len(given) != 1:

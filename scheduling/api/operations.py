@@ -21,7 +21,7 @@ from channels_app.message_templates import DEFAULT_TEMPLATES
 from channels_app.models import MessageTemplate
 from patients.access import organization_ids, scoped
 from patients.models import Contact, Organization, Patient
-from scheduling.creation import MessageRequest, _when, message_create
+from scheduling.creation import MessageRequest, message_create, message_timing
 from scheduling.models import Delivery, MessageStatus, ScheduledMessage
 from scheduling.occurrences import PreviewRow, message_preview
 from scheduling.recurrence import local_wall_time, resolve_local
@@ -180,7 +180,7 @@ def _apply_changes(message: ScheduledMessage, changes: dict, timing_field: str) 
             timezone=message.timezone,
             **{timing_field: changes[timing_field]},
         )
-        starts_at, message.recurrence = _when(request)
+        starts_at, message.recurrence = message_timing(request)
         message.starts_at = starts_at.replace(microsecond=0)
     elif message.zone_name != previous_zone:
         # Like a patient's move: 08:00 in the old zone stays 08:00 in the new one.
@@ -231,7 +231,7 @@ def draft_upcoming(data: dict, *, count: int) -> tuple[str, list[PreviewRow]]:
     timing_field = _timing_field(data)
     zone = data.get("timezone") or ""
     try:
-        starts_at, rule = _when(
+        starts_at, rule = message_timing(
             MessageRequest(
                 patient=patient,
                 timezone=zone,
