@@ -145,7 +145,12 @@ CELERY_ENABLE_UTC = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 
 # --- Scheduling --------------------------------------------------------------------
-SCHEDULER_TICK_SECONDS = env.integer("SCHEDULER_TICK_SECONDS", 5, minimum=1, maximum=3600)
+# Every second by default: an idle tick costs about a millisecond (one index read, see
+# docs/benchmarks.md), and the tick bounds how late a reminder can be.
+SCHEDULER_TICK_DEFAULT = 1
+SCHEDULER_TICK_SECONDS = env.integer(
+    "SCHEDULER_TICK_SECONDS", SCHEDULER_TICK_DEFAULT, minimum=1, maximum=3600
+)
 # Rules that repeat every few seconds exist for tests and demos, never for patients.
 SCHEDULER_ALLOW_SECONDLY = env.boolean("SCHEDULER_ALLOW_SECONDLY", False)
 # After an outage, at most this many missed occurrences of one message are recorded as
@@ -182,8 +187,10 @@ TELEGRAM_API_BASE_URL = env.url(
     "TELEGRAM_API_BASE_URL", "https://api.telegram.org", schemes=("http", "https")
 )
 TELEGRAM_TIMEOUT_SECONDS = env.number("TELEGRAM_TIMEOUT_SECONDS", 10.0, minimum=0.5)
-# Telegram: about 30 messages/s per bot and 1/s per chat.
-TELEGRAM_RATE_PER_SECOND = env.number("TELEGRAM_RATE_PER_SECOND", 30.0, minimum=0.1)
+# Telegram: about 30 messages/s per bot and 1/s per chat. One a second under it: the
+# limiter spaces grants by Redis's clock, and network jitter must not squeeze 31 sends
+# into a strict provider's second (docs/reliability.md).
+TELEGRAM_RATE_PER_SECOND = env.number("TELEGRAM_RATE_PER_SECOND", 29.0, minimum=0.1)
 TELEGRAM_RATE_PER_CHAT_PER_SECOND = env.number(
     "TELEGRAM_RATE_PER_CHAT_PER_SECOND", 1.0, minimum=0.01
 )

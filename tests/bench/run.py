@@ -56,12 +56,13 @@ class Sizes:
     schedule_rows: int
     due_rows: int
     limited: int
+    steady_seconds: int
 
 
 QUICK = Sizes(ceiling=3000, end_to_end=3000, slow_provider=600, schedule_rows=100_000,
-              due_rows=10_000, limited=300)  # fmt: skip
+              due_rows=10_000, limited=300, steady_seconds=30)  # fmt: skip
 FULL = Sizes(ceiling=20_000, end_to_end=20_000, slow_provider=3000, schedule_rows=1_000_000,
-             due_rows=10_000, limited=3000)  # fmt: skip
+             due_rows=10_000, limited=3000, steady_seconds=300)  # fmt: skip
 
 
 class Processes:
@@ -138,8 +139,9 @@ def reset_state() -> None:
     redis.Redis.from_url(settings.REDIS_URL).flushdb()
 
 
-def create_due_messages(count: int, due_in: float) -> None:
-    """One patient with a Telegram chat and one one-time message each, all due at once."""
+def create_due_messages(count: int, due_in: float, per_second: float | None = None) -> None:
+    """One patient with a Telegram chat and one one-time message each, all due at once,
+    or `per_second` of them due each second from `due_in` on."""
     from django.utils import timezone
 
     from patients.models import Contact, Organization, Patient
@@ -147,7 +149,11 @@ def create_due_messages(count: int, due_in: float) -> None:
 
     organization, _ = Organization.objects.get_or_create(slug="bench", defaults={"name": "Bench"})
     now = timezone.now()
-    due = (now + timedelta(seconds=due_in)).replace(microsecond=0)
+    first_due = (now + timedelta(seconds=due_in)).replace(microsecond=0)
+
+    def due(n: int):
+        return first_due + timedelta(seconds=n / per_second) if per_second else first_due
+
     patients = Patient.objects.bulk_create(
         [Patient(organization=organization, name=f"Bench {n}", timezone="UTC") for n in
          range(count)], batch_size=5000)  # fmt: skip
@@ -156,8 +162,9 @@ def create_due_messages(count: int, due_in: float) -> None:
          for p in patients], batch_size=5000)  # fmt: skip
     ScheduledMessage.objects.bulk_create(
         [ScheduledMessage(organization=organization, patient=p, channel="telegram",
-                          content="Bench reminder", starts_at=due, next_run_at=due,
-                          next_occurrence_at=due) for p in patients], batch_size=5000)  # fmt: skip
+                          content="Bench reminder", starts_at=due(n), next_run_at=due(n),
+                          next_occurrence_at=due(n)) for n, p in enumerate(patients)],
+        batch_size=5000)  # fmt: skip
 
 
 def delivery_figures() -> dict:
@@ -273,6 +280,36 @@ def slow_provider(sizes: Sizes, log_dir: Path) -> list[Row]:
                         figures["rate"], "/s", ">= 300" if met is not None else "comparison",
                         met))  # fmt: skip
     return rows
+
+
+def steady_load(sizes: Sizes, log_dir: Path) -> list[Row]:
+    """5. 100 messages/s due, spread over the run, with the default tick."""
+    from django.conf import settings
+
+    from tests.fakes.telegram_server import FakeTelegram
+
+    reset_state()
+    count = 100 * sizes.steady_seconds
+    create_due_messages(count, due_in=10, per_second=100)
+    fake = FakeTelegram().start()
+    tick = str(settings.SCHEDULER_TICK_DEFAULT)
+    processes = Processes(log_dir, {"TELEGRAM_API_BASE_URL": fake.base_url,
+                                    "DELIVERY_RATE_LIMIT_ENABLED": "false",
+                                    "SCHEDULER_TICK_SECONDS": tick})  # fmt: skip
+    processes.worker("steady", "scheduler,deliver.telegram", "--concurrency", "2")
+    processes.beat()
+    try:
+        wait_until(lambda: sent_count() >= count, sizes.steady_seconds + 120, step=0.5)
+    finally:
+        processes.stop()
+        fake.stop()
+    figures = delivery_figures()
+    name = f"5. steady load, 100/s due for {sizes.steady_seconds} s, tick {tick} s"
+    return [
+        Row(name, "lateness p99", figures["p99"], "s", "<= 2", figures["p99"] <= 2),
+        Row(name, "lateness p50", figures["p50"], "s", "", None),
+        Row(name, "delivered", figures["sent"], "", f"= {count}", figures["sent"] == count),
+    ]  # fmt: skip
 
 
 def dispatcher_cost(sizes: Sizes, log_dir: Path) -> list[Row]:
@@ -400,6 +437,7 @@ def main() -> None:
     steps = {"2": lambda: end_to_end(sizes, log_dir, ceiling_rate),
              "3": lambda: slow_provider(sizes, log_dir),
              "4": lambda: dispatcher_cost(sizes, log_dir),
+             "5": lambda: steady_load(sizes, log_dir),
              "6": lambda: provider_limits(sizes, log_dir)}  # fmt: skip
     for number, step in steps.items():
         if not only or number in only:
