@@ -1,10 +1,37 @@
 """What the fake provider servers share: an HTTP server on 127.0.0.1 on a free port, a
 lock, the calls received and a script of answers to give next."""
 
+import json
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass, field
-from http.server import ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+@dataclass(frozen=True)
+class BaseReply:
+    """One scripted answer: a JSON body (empty: the fake's success body), or raw bytes,
+    after a delay, or a dropped connection."""
+
+    status: int = 200
+    body: dict | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+    drop: bool = False
+    raw: bytes | None = None  # sent as is instead of a JSON body
+
+    @classmethod
+    def not_json(cls, status: int = 502):
+        return cls(status, raw=b"<html><body>Bad Gateway</body></html>")
+
+    @classmethod
+    def slow(cls, seconds: float):
+        return cls(delay=seconds)
+
+    @classmethod
+    def dropped(cls):
+        return cls(drop=True)
 
 
 @dataclass
@@ -57,6 +84,47 @@ class FakeServer:
     def sent(self) -> list:
         """Calls answered as a successful send."""
         return [c for c in self.calls() if c.status == self.SENT_STATUS]
+
+    def _next_scripted(self, default: BaseReply) -> BaseReply:
+        with self._lock:
+            return self._state.script.popleft() if self._state.script else default
+
+    def _record(self, call) -> None:
+        with self._lock:
+            self._state.calls.append(call)
+
+    def respond(
+        self,
+        handler: BaseHTTPRequestHandler,
+        reply: BaseReply,
+        call=None,
+        success=dict,
+        content_type: str = "application/json",
+    ) -> None:
+        """Waits, drops the connection or answers as the reply says; the call, if any, is
+        recorded with the status it got (-1 for a dropped connection) before the answer."""
+        if reply.delay:
+            time.sleep(reply.delay)
+        if call is not None:
+            call.status = -1 if reply.drop else reply.status
+            self._record(call)
+        if reply.drop:
+            handler.close_connection = True
+            handler.connection.close()
+            return
+        payload = reply.raw if reply.raw is not None else json.dumps(reply.body or success())
+        payload = payload if isinstance(payload, bytes) else payload.encode()
+        try:
+            handler.send_response(reply.status)
+            handler.send_header("Content-Type", content_type)
+            handler.send_header("Content-Length", str(len(payload)))
+            for name, value in reply.headers.items():
+                handler.send_header(name, value)
+            handler.end_headers()
+            handler.wfile.write(payload)
+        except OSError:
+            # The client gave up (a timeout); the call is already recorded.
+            handler.close_connection = True
 
     def _handler_class(self):
         raise NotImplementedError

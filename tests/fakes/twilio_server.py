@@ -9,27 +9,23 @@ their codes, 429 with Retry-After, 5xx, slow, dropped connection) are used up fi
 """
 
 import base64
-import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs
 
-from tests.fakes.base import FakeServer
+from tests.fakes.base import BaseReply, FakeServer
+
+JSON_UTF8 = "application/json; charset=utf-8"
 
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
 AUTH_TOKEN = "twilio-auth-token-secret"
 
 
 @dataclass(frozen=True)
-class Reply:
+class Reply(BaseReply):
     status: int = 201
-    body: dict | None = None
-    headers: dict[str, str] = field(default_factory=dict)
-    delay: float = 0.0
-    drop: bool = False
-    raw: bytes | None = None  # sent as is instead of a JSON body
 
     @classmethod
     def error(cls, status: int, code: int, message: str, retry_after: str = "") -> "Reply":
@@ -70,24 +66,16 @@ class Reply:
         return cls.error(429, 20429, "Too Many Requests", retry_after)
 
     @classmethod
+    def not_found(cls) -> "Reply":
+        return cls.error(404, 20404, "The requested resource was not found")
+
+    @classmethod
     def authenticate(cls) -> "Reply":
         return cls.error(401, 20003, "Authenticate")
 
     @classmethod
     def server_error(cls, status: int = 500) -> "Reply":
         return cls.error(status, 20500, "Internal Server Error")
-
-    @classmethod
-    def not_json(cls, status: int = 502) -> "Reply":
-        return cls(status, raw=b"<html><body>Bad Gateway</body></html>")
-
-    @classmethod
-    def slow(cls, seconds: float) -> "Reply":
-        return cls(delay=seconds)
-
-    @classmethod
-    def dropped(cls) -> "Reply":
-        return cls(drop=True)
 
 
 @dataclass
@@ -116,16 +104,11 @@ class FakeTwilio(FakeServer):
         if (call.username, call.password) != (self.account_sid, self.auth_token):
             return Reply.authenticate()
         if call.account_sid != self.account_sid:
-            return Reply.error(404, 20404, "The requested resource was not found")
+            return Reply.not_found()
         if not call.params.get("From") and not call.params.get("MessagingServiceSid"):
             return Reply.error(400, 21603, "A 'From' or 'MessagingServiceSid' parameter "
                                "is required to send a message")  # fmt: skip
-        with self._lock:
-            return self._state.script.popleft() if self._state.script else Reply()
-
-    def _record(self, call: Call) -> None:
-        with self._lock:
-            self._state.calls.append(call)
+        return self._next_scripted(Reply())
 
     def _new_sid(self) -> str:
         with self._lock:
@@ -163,22 +146,13 @@ class FakeTwilio(FakeServer):
                     or parts[:2] != ["2010-04-01", "Accounts"]
                     or (parts[3] != "Messages.json")
                 ):
-                    self._answer(Reply.error(404, 20404, "The requested resource was not found"))
+                    fake.respond(self, Reply.not_found(), content_type=JSON_UTF8)
                     return
                 params = {k: v[0] for k, v in parse_qs(raw, keep_blank_values=True).items()}
                 call = Call(parts[2], *self._credentials(), params, time.time())
-                reply = fake._reply_for(call)
-                if reply.delay:
-                    time.sleep(reply.delay)
-                if reply.drop:
-                    call.status = -1
-                    fake._record(call)
-                    self.close_connection = True
-                    self.connection.close()
-                    return
-                call.status = reply.status
-                fake._record(call)
-                self._answer(reply, params)
+                fake.respond(self, fake._reply_for(call), call,
+                             success=lambda: fake._message(params),
+                             content_type=JSON_UTF8)  # fmt: skip
 
             def _credentials(self) -> tuple[str, str]:
                 scheme, _, encoded = self.headers.get("Authorization", "").partition(" ")
@@ -186,22 +160,5 @@ class FakeTwilio(FakeServer):
                     return "", ""
                 username, _, password = base64.b64decode(encoded).decode().partition(":")
                 return username, password
-
-            def _answer(self, reply: Reply, params: dict[str, str] | None = None) -> None:
-                if reply.raw is not None:
-                    payload = reply.raw
-                else:
-                    payload = json.dumps(reply.body or fake._message(params or {})).encode()
-                try:
-                    self.send_response(reply.status)
-                    self.send_header("Content-Type", "application/json; charset=utf-8")
-                    self.send_header("Content-Length", str(len(payload)))
-                    for name, value in reply.headers.items():
-                        self.send_header(name, value)
-                    self.end_headers()
-                    self.wfile.write(payload)
-                except OSError:
-                    # The client gave up (a timeout); the call is already recorded.
-                    self.close_connection = True
 
         return Handler

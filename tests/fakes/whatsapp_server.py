@@ -9,23 +9,16 @@ contacts, messages[0].id = a wamid); scripted answers (Graph errors with their c
 import base64
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 
-from tests.fakes.base import FakeServer
+from tests.fakes.base import BaseReply, FakeServer
 
 VERSION = "v21.0"
 
 
 @dataclass(frozen=True)
-class Reply:
-    status: int = 200
-    body: dict | None = None
-    headers: dict[str, str] = field(default_factory=dict)
-    delay: float = 0.0
-    drop: bool = False
-    raw: bytes | None = None  # sent as is instead of a JSON body
-
+class Reply(BaseReply):
     @classmethod
     def graph_error(
         cls, status: int, code: int, message: str, details: str = "", retry_after: str = ""
@@ -110,18 +103,6 @@ class Reply:
     def server_error(cls, status: int = 500) -> "Reply":
         return cls.graph_error(status, 131000, "(#131000) Something went wrong")
 
-    @classmethod
-    def not_json(cls, status: int = 502) -> "Reply":
-        return cls(status, raw=b"<html><body>Bad Gateway</body></html>")
-
-    @classmethod
-    def slow(cls, seconds: float) -> "Reply":
-        return cls(delay=seconds)
-
-    @classmethod
-    def dropped(cls) -> "Reply":
-        return cls(drop=True)
-
 
 @dataclass
 class Call:
@@ -138,14 +119,6 @@ class FakeWhatsApp(FakeServer):
     def base_url(self) -> str:
         """What WHATSAPP_API_BASE_URL would be: the Graph API with its version."""
         return f"{self.origin}/{VERSION}"
-
-    def _next_reply(self) -> Reply:
-        with self._lock:
-            return self._state.script.popleft() if self._state.script else Reply()
-
-    def _record(self, call: Call) -> None:
-        with self._lock:
-            self._state.calls.append(call)
 
     def _new_wamid(self, to: str) -> str:
         with self._lock:
@@ -169,39 +142,12 @@ class FakeWhatsApp(FakeServer):
                 raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 parts = self.path.strip("/").split("/")
                 if len(parts) != 3 or parts[0] != VERSION or parts[2] != "messages":
-                    self._answer(Reply.graph_error(400, 100, "Unknown path components"))
+                    fake.respond(self, Reply.graph_error(400, 100, "Unknown path components"))
                     return
                 call = Call(parts[1], self.headers.get("Authorization", ""),
                             self.headers.get("Content-Type", ""),
                             json.loads(raw or b"{}"), time.time())  # fmt: skip
-                reply = fake._next_reply()
-                if reply.delay:
-                    time.sleep(reply.delay)
-                if reply.drop:
-                    call.status = -1
-                    fake._record(call)
-                    self.close_connection = True
-                    self.connection.close()
-                    return
-                call.status = reply.status
-                fake._record(call)
-                self._answer(reply, call.params)
-
-            def _answer(self, reply: Reply, params: dict | None = None) -> None:
-                if reply.raw is not None:
-                    payload = reply.raw
-                else:
-                    payload = json.dumps(reply.body or fake._success(params or {})).encode()
-                try:
-                    self.send_response(reply.status)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(payload)))
-                    for name, value in reply.headers.items():
-                        self.send_header(name, value)
-                    self.end_headers()
-                    self.wfile.write(payload)
-                except OSError:
-                    # The client gave up (a timeout); the call is already recorded.
-                    self.close_connection = True
+                fake.respond(self, fake._next_scripted(Reply()), call,
+                             success=lambda: fake._success(call.params))  # fmt: skip
 
         return Handler
