@@ -49,20 +49,12 @@ class _TagChecker(HTMLParser):
         self.text_length += len(data)
 
 
-def visible_length(content: str, fmt: str) -> int:
-    if fmt != "html":
-        return len(content)
-    checker = _TagChecker(TELEGRAM_TAGS)
-    checker.feed(content)
-    checker.close()
-    return checker.text_length
-
-
 def validate_content(channel: str, content: str, fmt: str) -> None:
     if not content.strip():
         raise ValidationError({"content": "The message is empty."})
     if fmt not in ("text", "html"):
         raise ValidationError({"format": f"{fmt!r} is not a format; use text or html."})
+    length = len(content)
     if fmt == "html":
         checker = _TagChecker(TELEGRAM_TAGS)
         checker.feed(content)
@@ -74,8 +66,10 @@ def validate_content(channel: str, content: str, fmt: str) -> None:
             raise ValidationError(
                 {"content": f"HTML not accepted: {checker.problems[0]} (allowed tags: {allowed})."}
             )
+        length = checker.text_length  # tags do not count toward the limit
+    if channel == "sms":
+        length = len(to_plain_text(content, fmt))  # what the SMS will say
     limit = MAX_LENGTH.get(channel)
-    length = len(to_plain_text(content, fmt)) if channel == "sms" else visible_length(content, fmt)
     if limit is not None and length > limit:
         raise ValidationError(
             {"content": f"The message has {length} characters; {channel} allows {limit}."}

@@ -145,12 +145,11 @@ def check_rule_is_practical(rule: str, *, starts_at: datetime, zone_name: str) -
             raise ValueError(f"{part} is only allowed with FREQ=YEARLY")
     parsed = Rule(rule, starts_at=starts_at, zone_name=zone_name)
     horizon = timedelta(days=7) if sub_daily else timedelta(days=3653)
-    bounded = parsed.rrule.replace(until=parsed.start_wall + horizon, count=None)
-    if parsed.rrule._until is not None and parsed.rrule._until < parsed.start_wall:
+    until = parsed.rrule._until
+    if until is not None and until < parsed.start_wall:
         raise ValueError("its UNTIL is before the first occurrence")
-    if parsed.rrule._until is not None:
-        bounded = parsed.rrule.replace(until=min(parsed.rrule._until, parsed.start_wall + horizon),
-                                       count=None)  # fmt: skip
+    end = parsed.start_wall + horizon if until is None else min(until, parsed.start_wall + horizon)
+    bounded = parsed.rrule.replace(until=end, count=None)
     if next(iter(bounded), None) is None:
         span = "a week" if sub_daily else "ten years"
         raise ValueError(f"the rule has no occurrence within {span} of its start")
