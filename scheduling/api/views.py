@@ -10,7 +10,7 @@ from drf_spectacular.utils import (
     extend_schema,
     extend_schema_view,
 )
-from rest_framework import mixins, status, viewsets
+from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, PermissionDenied
 from rest_framework.permissions import AllowAny
@@ -45,7 +45,10 @@ from scheduling.api.serializers import (
 from scheduling.services import message_send_now
 
 
-class ScopedViewSet(AuditActorMixin, viewsets.GenericViewSet):
+class ScopedViewSet(AuditActorMixin, viewsets.ModelViewSet):
+    """List, create, retrieve, update and destroy, with the actor set for the audit trail;
+    each subclass scopes its queryset to the user's organizations."""
+
     permission_classes = [MembersWrite]
     pagination_class = Pagination
 
@@ -57,14 +60,7 @@ class ScopedViewSet(AuditActorMixin, viewsets.GenericViewSet):
         "messages are cancelled; the patient and their history are kept.",
     ),
 )
-class PatientViewSet(
-    mixins.ListModelMixin,
-    mixins.CreateModelMixin,
-    mixins.RetrieveModelMixin,
-    mixins.UpdateModelMixin,
-    mixins.DestroyModelMixin,
-    ScopedViewSet,
-):
+class PatientViewSet(ScopedViewSet):
     serializer_class = PatientSerializer
     permission_classes = [MembersWrite, AdminsDelete]
 
@@ -98,14 +94,7 @@ class PatientViewSet(
     ),
     destroy=extend_schema(summary="Cancel a message", responses={204: None}),
 )
-class MessageViewSet(
-    mixins.ListModelMixin,
-    mixins.CreateModelMixin,
-    mixins.RetrieveModelMixin,
-    mixins.UpdateModelMixin,
-    mixins.DestroyModelMixin,
-    ScopedViewSet,
-):
+class MessageViewSet(ScopedViewSet):
     filter_backends = [DjangoFilterBackend, StableOrderingFilter]
     filterset_class = MessageFilter
     ordering_fields = ["next_run_at", "created_at", "priority"]
@@ -248,14 +237,7 @@ def _preview(zone: str, rows) -> dict:
     ),
     destroy=extend_schema(summary="Delete an organization's template (admins only)"),
 )
-class TemplateViewSet(
-    mixins.ListModelMixin,
-    mixins.CreateModelMixin,
-    mixins.RetrieveModelMixin,
-    mixins.UpdateModelMixin,
-    mixins.DestroyModelMixin,
-    ScopedViewSet,
-):
+class TemplateViewSet(ScopedViewSet):
     serializer_class = TemplateSerializer
     permission_classes = [MembersWrite, AdminsDelete]
     pagination_class = None  # a handful per clinic, and the built-ins are not rows
