@@ -981,3 +981,12 @@ def test_an_unknown_api_path_is_a_json_404(api, db, path):
         response = getattr(api, method)(f"{API}/{path}", {}, format="json")
         assert response.status_code == 404
         assert "detail" in response.json()
+
+
+@pytest.mark.parametrize("item", [{"address": "a@example.org"}, {"channel": "email"}])
+def test_a_patch_with_an_incomplete_contact_is_a_400_and_keeps_the_contacts(api, patient, item):
+    before = list(patient.contacts.values_list("channel", "address"))
+    response = api.patch(f"{API}/patients/{patient.pk}/", {"contacts": [item]}, format="json")
+    assert response.status_code == 400, response.content
+    assert "required" in str(response.json())
+    assert list(patient.contacts.values_list("channel", "address")) == before

@@ -193,6 +193,12 @@ class ContactSerializer(serializers.ModelSerializer):
         validators = []  # uniqueness is checked over the whole list, see PatientSerializer
 
     def validate(self, attrs):
+        # A contacts list replaces the patient's contacts, so each item must be whole even
+        # in a PATCH (where DRF's partial mode would otherwise let channel or address go).
+        missing = {name: ["This field is required."] for name in ("channel", "address")
+                   if name not in attrs}  # fmt: skip
+        if missing:
+            raise serializers.ValidationError(missing)
         attrs["address"] = attrs["address"].strip()
         try:
             validate_address(attrs["channel"], attrs["address"])
