@@ -25,26 +25,46 @@ from channels_app.shared_state import redis_client
 
 logger = logging.getLogger(__name__)
 
-# KEYS: bucket keys. ARGV: one emission interval (microseconds) per key.
-# Returns 0 when a token was taken from every bucket, else the wait in microseconds.
-_GCRA = """
+# Reserves send slots for a batch of recipients in one round trip.
+# KEYS[1]: the channel's bucket; KEYS[2..]: one bucket per recipient, in send order.
+# ARGV: the channel's and a recipient's emission interval, and the longest wait that may
+# be reserved (all in microseconds). Returns, per recipient, 1 and the wait until its
+# slot (reserved: the caller sends then), or 0 and the wait (nothing taken).
+# A stored value is the earliest time the bucket's next send may go.
+_RESERVE = """
 local now_parts = redis.call('TIME')
 local now = tonumber(now_parts[1]) * 1000000 + tonumber(now_parts[2])
-local wait = 0
-local tats = {}
-for i, key in ipairs(KEYS) do
-  local interval = tonumber(ARGV[i])
-  local tat = tonumber(redis.call('GET', key) or now)
-  if tat < now then tat = now end
-  tats[i] = tat + interval
-  if tat - now > wait then wait = tat - now end
+local channel_interval = tonumber(ARGV[1])
+local recipient_interval = tonumber(ARGV[2])
+local max_wait = tonumber(ARGV[3])
+local channel_next = math.max(tonumber(redis.call('GET', KEYS[1]) or now), now)
+local reserved_any = false
+local answer = {}
+for i = 2, #KEYS do
+  local recipient_next = math.max(tonumber(redis.call('GET', KEYS[i]) or now), now)
+  local slot = math.max(channel_next, recipient_next)
+  if slot - now <= max_wait then
+    channel_next = slot + channel_interval
+    reserved_any = true
+    redis.call('SET', KEYS[i], slot + recipient_interval, 'PX',
+               math.ceil((slot + recipient_interval - now) / 1000) + 1000)
+    answer[#answer + 1] = 1
+  else
+    answer[#answer + 1] = 0
+  end
+  answer[#answer + 1] = slot - now
 end
-if wait > 0 then return wait end
-for i, key in ipairs(KEYS) do
-  redis.call('SET', key, tats[i], 'PX', math.ceil(tonumber(ARGV[i]) / 1000) + 1000)
+if reserved_any then
+  redis.call('SET', KEYS[1], channel_next, 'PX', math.ceil((channel_next - now) / 1000) + 1000)
 end
-return 0
+return answer
 """
+
+
+@dataclass(frozen=True)
+class Slot:
+    reserved: bool  # True: a send may go after `wait`; False: nothing was taken
+    wait: float  # seconds
 
 
 @dataclass(frozen=True)
@@ -60,13 +80,31 @@ def limit_for(channel: str) -> ChannelLimit | None:
     return ChannelLimit(*rates) if rates else None
 
 
-def take_token(channel: str, recipient: str) -> float:
-    """0.0 when the send may go now (a token is taken), else the seconds to wait."""
+def reserve_slots(channel: str, recipients: list[str], max_wait: float = 0.0) -> list[Slot]:
+    """A slot per recipient, in order: reserved when it comes within `max_wait` seconds.
+
+    A batch reserves its sends ahead and each goes at its slot, so the limit holds across
+    workers without anyone polling; a recipient that is refused takes nothing, and does
+    not stop the others in the batch (its chat, not the channel, may be the limit).
+    """
     limit = limit_for(channel)
     if limit is None:
-        return 0.0
-    client = redis_client()
-    keys = [f"ratelimit:{channel}", f"ratelimit:{channel}:{recipient}"]
-    intervals = [int(1_000_000 / limit.per_second), int(1_000_000 / limit.per_recipient_per_second)]
-    wait_us = client.eval(_GCRA, len(keys), *keys, *intervals)
-    return int(wait_us) / 1_000_000
+        return [Slot(True, 0.0) for _ in recipients]
+    if not recipients:
+        return []
+    keys = [f"ratelimit:{channel}", *(f"ratelimit:{channel}:{r}" for r in recipients)]
+    answer = redis_client().eval(
+        _RESERVE,
+        len(keys),
+        *keys,
+        int(1_000_000 / limit.per_second),
+        int(1_000_000 / limit.per_recipient_per_second),
+        int(max_wait * 1_000_000),
+    )
+    return [Slot(bool(answer[i]), int(answer[i + 1]) / 1_000_000) for i in range(0, len(answer), 2)]
+
+
+def take_token(channel: str, recipient: str) -> float:
+    """0.0 when the send may go now (a token is taken), else the seconds to wait."""
+    [slot] = reserve_slots(channel, [recipient])
+    return 0.0 if slot.reserved else slot.wait

@@ -27,6 +27,7 @@ def _telegram() -> ChannelAdapter:
         token=settings.TELEGRAM_BOT_TOKEN,
         base_url=settings.TELEGRAM_API_BASE_URL,
         timeout=settings.TELEGRAM_TIMEOUT_SECONDS,
+        connections=max(8, settings.DELIVERY_BATCH_SIZE),
     )
 
 

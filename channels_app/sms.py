@@ -38,8 +38,8 @@ from urllib.parse import quote
 import requests
 
 from channels_app.base import (
-    ChannelAdapter,
     ChannelError,
+    ConcurrentHttpAdapter,
     OutboundMessage,
     PermanentError,
     RecipientBlocked,
@@ -70,7 +70,7 @@ def is_e164(number: str) -> bool:
     return E164.fullmatch(number) is not None
 
 
-class TwilioSmsChannel(ChannelAdapter):
+class TwilioSmsChannel(ConcurrentHttpAdapter):
     name = "sms"
 
     def __init__(

@@ -1,8 +1,10 @@
 """Telegram through python-telegram-bot's Bot, against TELEGRAM_API_BASE_URL."""
 
 import asyncio
+import logging
 import os
 import threading
+import time
 from datetime import timedelta
 
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup
@@ -20,13 +22,17 @@ from telegram.request import HTTPXRequest
 
 from channels_app.base import (
     ChannelAdapter,
+    ChannelError,
     OutboundMessage,
     PermanentError,
     RecipientBlocked,
     SendResult,
+    Timed,
     TransientError,
 )
 from channels_app.formatting import split_parts
+
+logger = logging.getLogger(__name__)
 
 MAX_MESSAGE_LENGTH = 4096
 
@@ -40,13 +46,13 @@ class _Session(threading.local):
 
     pid: int = 0
     loop: asyncio.AbstractEventLoop | None = None
-    bots: dict[tuple[str, str, float], Bot]
+    bots: dict[tuple[str, str, float, int], Bot]
 
 
 _session = _Session()
 
 
-def _run(coroutine_factory, key: tuple[str, str, float]):
+def _run(coroutine_factory, key: tuple[str, str, float, int]):
     if _session.pid != os.getpid() or _session.loop is None:
         # After a fork the parent's loop and sockets must not be reused.
         _session.pid = os.getpid()
@@ -54,9 +60,9 @@ def _run(coroutine_factory, key: tuple[str, str, float]):
         _session.bots = {}
     bot = _session.bots.get(key)
     if bot is None:
-        token, base_url, timeout = key
+        token, base_url, timeout, connections = key
         request = HTTPXRequest(
-            connection_pool_size=8,
+            connection_pool_size=connections,
             connect_timeout=timeout,
             read_timeout=timeout,
             write_timeout=timeout,
@@ -74,21 +80,54 @@ def _seconds(value: int | timedelta) -> float:
 class TelegramChannel(ChannelAdapter):
     name = "telegram"
 
-    def __init__(self, *, token: str, base_url: str, timeout: float) -> None:
-        self._key = (token, base_url.rstrip("/"), timeout)
+    def __init__(self, *, token: str, base_url: str, timeout: float, connections: int = 8) -> None:
+        self._key = (token, base_url.rstrip("/"), timeout, connections)
 
     def send(self, message: OutboundMessage) -> SendResult:
+        [timed] = self.send_batch([(message, 0.0)])
+        if isinstance(timed.answer, ChannelError):
+            raise timed.answer
+        return timed.answer
+
+    def send_batch(self, batch: list[tuple[OutboundMessage, float]]) -> list[Timed]:
+        """All of a batch's sends on one event loop, each at its rate-limit slot, so their
+        waits for Telegram's answers overlap."""
         if not self._key[0]:
-            raise PermanentError("not_configured", "TELEGRAM_BOT_TOKEN is not set")
+            error = PermanentError("not_configured", "TELEGRAM_BOT_TOKEN is not set")
+            return [Timed(error, 0.0) for _ in batch]
+
+        async def send_all(bot: Bot) -> list[Timed]:
+            return list(await asyncio.gather(*(self._send_at(bot, m, at) for m, at in batch)))
+
+        return _run(send_all, self._key)
+
+    async def _send_at(self, bot: Bot, message: OutboundMessage, moment: float) -> Timed:
+        pause = moment - time.monotonic()
+        if pause > 0:
+            await asyncio.sleep(pause)
+        started = time.monotonic()
+        try:
+            answer = await self._send(bot, message)
+        except ChannelError as error:
+            answer = error
+        except Exception:
+            logger.exception("delivery %s: unexpected error in the telegram adapter",
+                             message.delivery_id)  # fmt: skip
+            answer = PermanentError("internal_error", "unexpected error while sending; see logs")
+        return Timed(answer, time.monotonic() - started)
+
+    async def _send(self, bot: Bot, message: OutboundMessage) -> SendResult:
         parse_mode = ParseMode.HTML if message.format == "html" else None
         parts = split_parts(message.text, MAX_MESSAGE_LENGTH, markup=message.format == "html")
         keyboard = _keyboard(message.buttons)
         try:
-            ids = [
-                self._send_part(message.address, part, parse_mode,
-                                keyboard if number == len(parts) else None)
-                for number, part in enumerate(parts, start=1)
-            ]  # fmt: skip
+            ids = []
+            for number, part in enumerate(parts, start=1):
+                sent = await bot.send_message(
+                    chat_id=message.address, text=part, parse_mode=parse_mode,
+                    reply_markup=keyboard if number == len(parts) else None,
+                )  # fmt: skip
+                ids.append(str(sent.message_id))
         except RetryAfter as exc:
             raise TransientError(
                 "rate_limited", exc.message, retry_after=_seconds(exc.retry_after)
@@ -109,18 +148,6 @@ class TelegramChannel(ChannelAdapter):
         except TelegramError as exc:
             raise TransientError("telegram_error", exc.message) from exc
         return SendResult(provider_message_id=",".join(ids)[:128])
-
-    def _send_part(
-        self, chat_id: str, text: str, parse_mode: str | None,
-        keyboard: InlineKeyboardMarkup | None = None,
-    ) -> str:  # fmt: skip
-        sent = _run(
-            lambda bot: bot.send_message(
-                chat_id=chat_id, text=text, parse_mode=parse_mode, reply_markup=keyboard
-            ),  # fmt: skip
-            self._key,
-        )
-        return str(sent.message_id)
 
 
 def _keyboard(buttons: tuple[tuple[str, str], ...]) -> InlineKeyboardMarkup | None:

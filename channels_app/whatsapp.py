@@ -50,8 +50,8 @@ from collections.abc import Mapping
 import requests
 
 from channels_app.base import (
-    ChannelAdapter,
     ChannelError,
+    ConcurrentHttpAdapter,
     OutboundMessage,
     PermanentError,
     RecipientBlocked,
@@ -76,7 +76,7 @@ PROVIDER_UNWELL_CODES = frozenset({2, 131000, 131016, 131057})
 PERMANENT_CODES = frozenset({100, 131009, 131026, 131030, 368, 131031, 131048})
 
 
-class WhatsAppChannel(ChannelAdapter):
+class WhatsAppChannel(ConcurrentHttpAdapter):
     name = "whatsapp"
 
     def __init__(self, *, token: str, phone_number_id: str, base_url: str, timeout: float) -> None:

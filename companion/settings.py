@@ -169,15 +169,22 @@ DELIVERY_REAPER_SECONDS = env.integer("DELIVERY_REAPER_SECONDS", 60, minimum=5)
 # A queued delivery whose task has not started this long after it was due is re-sent
 # to the broker (the task was lost, for example by a Redis restart).
 DELIVERY_REQUEUE_AFTER_SECONDS = env.integer("DELIVERY_REQUEUE_AFTER_SECONDS", 300, minimum=10)
+# One deliver_message task carries up to this many deliveries of one channel: they are
+# claimed in one transaction, sent concurrently and recorded together. Larger batches
+# cost less per message; a worker killed mid-send leaves up to this many in the crash
+# window (docs/design-decisions.md, Throughput).
+DELIVERY_BATCH_SIZE = env.integer("DELIVERY_BATCH_SIZE", 25, minimum=1, maximum=500)
 
 # --- Channels ----------------------------------------------------------------------
 # Shared by all workers through Redis (channels_app/ratelimit.py, channels_app/breaker.py).
 DELIVERY_RATE_LIMIT_ENABLED = env.boolean("DELIVERY_RATE_LIMIT_ENABLED", True)
-# A rate-limit wait up to this long is slept in the task; a longer one re-queues it.
+# A rate-limit slot up to this far ahead is reserved and waited for in the task; a
+# delivery whose slot is further off goes back to the queue until then.
 DELIVERY_RATE_INLINE_WAIT_SECONDS = env.number("DELIVERY_RATE_INLINE_WAIT_SECONDS", 1.0)
 BREAKER_FAILURE_THRESHOLD = env.integer("BREAKER_FAILURE_THRESHOLD", 5, minimum=1, maximum=1000)
 BREAKER_OPEN_SECONDS = env.number("BREAKER_OPEN_SECONDS", 30.0, minimum=0.5)
-# Backpressure: at most this many tasks waiting in one channel's queue; the rest stay
+# Backpressure: at most this many deliveries waiting in one channel's queue (each task
+# counted as a full batch); the rest stay
 # in the database (held) until the queue drains, so an outage cannot flood Redis.
 DISPATCH_MAX_QUEUED_PER_CHANNEL = env.integer(
     "DISPATCH_MAX_QUEUED_PER_CHANNEL", 5000, minimum=10, maximum=10_000_000

@@ -1,5 +1,8 @@
-"""Sends one delivery: claim it, re-check it, send it, record what happened.
+"""Sends a batch of deliveries: claim them, re-check them, send them, record the outcomes.
 
+A batch is claimed in one transaction, its sends overlap (each at the rate-limit slot
+reserved for it), and the sent ones are recorded in one transaction: the per-message
+cost is a few rows written, not a task, a connection and a round trip each.
 No database lock is held while the provider is called. The claim moves the row to
 "sending" with a lease; a second task for the same delivery (tasks may run twice)
 finds it final or leased and leaves it alone. If the worker dies during the send,
@@ -10,8 +13,10 @@ which a patient can get a message twice, and it is counted (attempt "interrupted
 import logging
 import random
 import time
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections, transaction
@@ -21,14 +26,14 @@ from redis.exceptions import RedisError
 from channels_app.base import (
     ChannelError,
     OutboundMessage,
-    PermanentError,
     RecipientBlocked,
     SendResult,
+    Timed,
     TransientError,
 )
 from channels_app.bot.acknowledgements import acknowledgement_buttons, wants_buttons
 from channels_app.breaker import breaker_allow, breaker_record
-from channels_app.ratelimit import take_token
+from channels_app.ratelimit import reserve_slots
 from channels_app.registry import ADDRESSED_CHANNELS, adapter_for
 from patients.models import Contact
 from scheduling.models import (
@@ -49,6 +54,7 @@ class DeliveryOutcome:
     channel: str = ""
     retry_in: float | None = None  # seconds until deliver_message should run again
     waiting_for: str = ""  # "rate_limit" or "breaker": a wait, not an attempt
+    delivery_id: int = 0
 
 
 @dataclass(frozen=True)
@@ -56,6 +62,17 @@ class _Claim:
     delivery: Delivery
     attempt: DeliveryAttempt
     outbound: OutboundMessage
+    send_at: float  # time.monotonic() of the rate-limit slot reserved for it
+
+
+@dataclass
+class _Ready:
+    """A delivery that may be sent, once it has a rate-limit slot and the breaker agrees."""
+
+    delivery: Delivery
+    contact: Contact | None
+    address: str
+    wait: float = 0.0
 
 
 def retry_delay(attempt_number: int, retry_after: float | None) -> float:
@@ -69,25 +86,28 @@ def retry_delay(attempt_number: int, retry_after: float | None) -> float:
 
 
 def deliver(delivery_id: int) -> DeliveryOutcome:
-    claim = _claim_when_allowed(delivery_id)
-    if not isinstance(claim, _Claim):
-        return claim
-    channel = claim.delivery.channel
-    adapter = adapter_for(channel)
-    started = time.monotonic()
-    try:
-        result = adapter.send(claim.outbound)
-    except ChannelError as error:
-        _tell_breaker(channel, error)
-        return _with_database_retries(lambda: _record_failure(claim, error, started))
-    except Exception:
-        # A bug, not a provider answer: fail this delivery with a reason instead of
-        # crashing the worker or retrying blindly.
-        logger.exception("delivery %s: unexpected error in the %s adapter", delivery_id, adapter)
-        error = PermanentError("internal_error", "unexpected error while sending; see logs")
-        return _with_database_retries(lambda: _record_failure(claim, error, started))
-    _tell_breaker(channel, None)
-    return _with_database_retries(lambda: _record_sent(claim, result, started))
+    [outcome] = deliver_batch([delivery_id])
+    return outcome
+
+
+def deliver_batch(delivery_ids: list[int]) -> list[DeliveryOutcome]:
+    """One outcome per distinct id, whatever became of it."""
+    claims, outcomes = _claim_batch(sorted(set(delivery_ids)))
+    by_channel: dict[str, list[_Claim]] = defaultdict(list)
+    for claim in claims:
+        by_channel[claim.delivery.channel].append(claim)
+    for channel, group in by_channel.items():
+        answers = adapter_for(channel).send_batch([(c.outbound, c.send_at) for c in group])
+        _tell_breaker(channel, [timed.answer for timed in answers])
+        sent = [(c, t) for c, t in zip(group, answers, strict=True)
+                if isinstance(t.answer, SendResult)]  # fmt: skip
+        if sent:
+            outcomes += _with_database_retries(lambda sent=sent: _record_sent(sent))
+        for claim, timed in zip(group, answers, strict=True):
+            if isinstance(timed.answer, ChannelError):
+                outcomes.append(_with_database_retries(
+                    lambda claim=claim, timed=timed: _record_failure(claim, timed)))  # fmt: skip
+    return outcomes
 
 
 def _with_database_retries(record, pauses: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)):
@@ -103,117 +123,174 @@ def _with_database_retries(record, pauses: tuple[float, ...] = (0.5, 1.0, 2.0, 4
     return record()
 
 
-def _claim_when_allowed(delivery_id: int) -> "_Claim | DeliveryOutcome":
-    """Claims the delivery; a short rate-limit wait is slept here (holding no lock),
-    a longer one, or an open breaker, goes back to the caller to re-queue."""
-    slept = 0.0
-    while True:
-        claim = _claim(delivery_id)
-        if isinstance(claim, _Claim) or claim.waiting_for != "rate_limit":
-            return claim
-        if slept + claim.retry_in > settings.DELIVERY_RATE_INLINE_WAIT_SECONDS:
-            return claim
-        time.sleep(claim.retry_in)
-        slept += claim.retry_in
-
-
-def _wait_before_sending(channel: str, recipient: str) -> tuple[float, str]:
-    """(seconds to wait, why) from the shared rate limiter and the channel's breaker."""
-    if channel not in ADDRESSED_CHANNELS:
-        return 0.0, ""
-    try:
-        wait = take_token(channel, recipient)
-        if wait > 0:
-            return wait, "rate_limit"
-        decision = breaker_allow(channel)
-    except RedisError:
-        # Without the shared limits we do not send; the task comes back later.
-        logger.warning("redis unreachable: delivery waits (limits and breaker are shared)")
-        return 5.0, "breaker"
-    if not decision.allowed:
-        return decision.wait + random.uniform(0, 1), "breaker"  # noqa: S311 - spreading
-    return 0.0, ""
-
-
-def _tell_breaker(channel: str, error: ChannelError | None) -> None:
+def _tell_breaker(channel: str, answers: list) -> None:
     """Only failures that say the provider is unwell count; a refusal of one recipient
-    or a 429 (the provider pacing us) shows it is up."""
+    or a 429 (the provider pacing us) shows it is up. A batch's successes count once."""
     if channel not in ADDRESSED_CHANNELS:
         return
-    failed = isinstance(error, TransientError) and error.code != "rate_limited"
+    failures = sum(1 for a in answers
+                   if isinstance(a, TransientError) and a.code != "rate_limited")  # fmt: skip
     try:
-        breaker_record(channel, success=not failed)
+        if failures < len(answers):
+            breaker_record(channel, success=True)
+        for _ in range(failures):
+            breaker_record(channel, success=False)
     except RedisError:
         logger.warning("redis unreachable: breaker %s not updated", channel)
 
 
 @transaction.atomic
-def _claim(delivery_id: int) -> "_Claim | DeliveryOutcome":
-    delivery = (
+def _claim_batch(delivery_ids: list[int]) -> tuple[list[_Claim], list[DeliveryOutcome]]:
+    deliveries = list(
         Delivery.objects.select_for_update(of=("self",))
         .select_related("message", "message__patient", "contact")
-        .filter(pk=delivery_id)
-        .first()
+        .filter(pk__in=delivery_ids)
+        .order_by("pk")
     )
-    if delivery is None:
-        logger.warning("delivery %s does not exist", delivery_id)
-        return DeliveryOutcome("missing")
+    outcomes = []
+    for missing in set(delivery_ids) - {d.pk for d in deliveries}:
+        logger.warning("delivery %s does not exist", missing)
+        outcomes.append(DeliveryOutcome("missing", delivery_id=missing))
     now = timezone.now()
+    ready = []
+    for delivery in deliveries:
+        checked = _check(delivery, now)
+        if isinstance(checked, DeliveryOutcome):
+            outcomes.append(checked)
+        else:
+            ready.append(checked)
+    go, waiting = _slots_and_breaker(ready)
+    outcomes += _put_back(waiting, now)
+    return _mark_sending(go, now), outcomes
+
+
+def _check(delivery: Delivery, now: datetime) -> "_Ready | DeliveryOutcome":
+    """Whether the delivery may go now; finishes it when it never will."""
     if delivery.is_final:
-        return DeliveryOutcome(delivery.status)
+        return DeliveryOutcome(delivery.status, delivery_id=delivery.pk)
     if delivery.status == DeliveryStatus.SENDING:
         if delivery.lease_until and delivery.lease_until > now:
-            return DeliveryOutcome(delivery.status)  # another worker is sending it
+            return DeliveryOutcome(delivery.status, delivery_id=delivery.pk)  # being sent
         _close_interrupted_attempts(delivery, now)
     if delivery.next_attempt_at > now + timedelta(seconds=1):
         # An early copy of the task (a retry published twice): come back on time.
         wait = (delivery.next_attempt_at - now).total_seconds()
-        return DeliveryOutcome(delivery.status, delivery.channel, retry_in=wait)
-
+        return DeliveryOutcome(delivery.status, delivery.channel, retry_in=wait,
+                               delivery_id=delivery.pk)  # fmt: skip
     stop = _reason_not_to_send(delivery, now)
     if stop is not None:
         status, code, text = stop
         _finish(delivery, status, code, text, now)
-        return DeliveryOutcome(status)
-
+        return DeliveryOutcome(status, delivery_id=delivery.pk)
     contact = _contact_for(delivery)
     if delivery.channel in ADDRESSED_CHANNELS and contact is None:
         _finish(delivery, DeliveryStatus.FAILED, "no_contact", "no unblocked contact", now)
-        return DeliveryOutcome(DeliveryStatus.FAILED)
-
+        return DeliveryOutcome(DeliveryStatus.FAILED, delivery_id=delivery.pk)
     address = contact.address if contact else str(delivery.message.patient_id)
-    wait, reason = _wait_before_sending(delivery.channel, address)
-    if wait > 0:
-        if reason == "breaker" or wait > settings.DELIVERY_RATE_INLINE_WAIT_SECONDS:
-            # Re-queued for later: say so on the row, so the reaper does not take a
-            # delivery that is only waiting its turn for one whose task was lost.
-            delivery.next_attempt_at = now + timedelta(seconds=wait)
-            delivery.save(update_fields=["next_attempt_at", "updated_at"])
-        return DeliveryOutcome(delivery.status, delivery.channel, wait, waiting_for=reason)
+    return _Ready(delivery, contact, address)
 
-    delivery.status = DeliveryStatus.SENDING
-    delivery.attempts += 1
-    delivery.lease_until = now + timedelta(seconds=settings.DELIVERY_LEASE_SECONDS)
-    delivery.contact = contact
-    delivery.save(update_fields=["status", "attempts", "lease_until", "contact", "updated_at"])
-    attempt = DeliveryAttempt.objects.create(
-        delivery=delivery, number=delivery.attempts, started_at=now
+
+def _slots_and_breaker(ready: list[_Ready]) -> tuple[list[_Ready], dict[str, list[_Ready]]]:
+    """(may go, each at its .wait; waiting, by reason) from the shared rate limiter and
+    each channel's breaker. A slot up to DELIVERY_RATE_INLINE_WAIT_SECONDS ahead is
+    reserved and waited for; a further one means coming back later, as does an open
+    breaker (one decision per batch: a half-open breaker lets one delivery probe)."""
+    go, waiting = [], defaultdict(list)
+    by_channel: dict[str, list[_Ready]] = defaultdict(list)
+    for item in ready:
+        by_channel[item.delivery.channel].append(item)
+    for channel, items in by_channel.items():
+        if channel not in ADDRESSED_CHANNELS:
+            go += items
+            continue
+        try:
+            decision = breaker_allow(channel)
+            if not decision.allowed:
+                for item in items:
+                    item.wait = decision.wait + random.uniform(0, 1)  # noqa: S311 - spreading
+                waiting["breaker"] += items
+                continue
+            if decision.probe:
+                waiting["breaker"] += [_waits(i, decision.wait + 1.0) for i in items[1:]]
+                items = items[:1]
+            slots = reserve_slots(channel, [i.address for i in items],
+                                  settings.DELIVERY_RATE_INLINE_WAIT_SECONDS)  # fmt: skip
+        except RedisError:
+            # Without the shared limits we do not send; the deliveries come back later.
+            logger.warning("redis unreachable: %d deliveries wait (limits are shared)", len(items))
+            waiting["breaker"] += [_waits(i, 5.0) for i in items]
+            continue
+        for item, slot in zip(items, slots, strict=True):
+            item.wait = slot.wait
+            (go if slot.reserved else waiting["rate_limit"]).append(item)
+    return go, waiting
+
+
+def _waits(item: _Ready, seconds: float) -> _Ready:
+    item.wait = seconds
+    return item
+
+
+def _put_back(waiting: dict[str, list[_Ready]], now: datetime) -> list[DeliveryOutcome]:
+    """Deliveries that wait their turn go back to the queue, not as attempts. The row
+    says when, so the reaper does not take a delivery that is only waiting for one
+    whose task was lost."""
+    outcomes, rows = [], []
+    for reason, items in waiting.items():
+        # They come back together, at the soonest wait: the limiter sorts them out then.
+        wait = min((item.wait for item in items), default=0.0)
+        for item in items:
+            delivery = item.delivery
+            delivery.next_attempt_at = now + timedelta(seconds=wait)
+            delivery.updated_at = now
+            rows.append(delivery)
+            outcomes.append(
+                DeliveryOutcome(delivery.status, delivery.channel, wait, reason, delivery.pk)
+            )
+    Delivery.objects.bulk_update(rows, ["next_attempt_at", "updated_at"])
+    return outcomes
+
+
+def _mark_sending(go: list[_Ready], now: datetime) -> list[_Claim]:
+    if not go:
+        return []
+    lease_until = now + timedelta(seconds=settings.DELIVERY_LEASE_SECONDS)
+    for item in go:
+        delivery = item.delivery
+        delivery.status = DeliveryStatus.SENDING
+        delivery.attempts += 1
+        delivery.lease_until = lease_until
+        delivery.contact = item.contact
+        delivery.updated_at = now
+    deliveries = [item.delivery for item in go]
+    Delivery.objects.bulk_update(
+        deliveries, ["status", "attempts", "lease_until", "contact", "updated_at"]
     )
-    message = delivery.message
-    outbound = OutboundMessage(
+    attempts = DeliveryAttempt.objects.bulk_create(
+        [DeliveryAttempt(delivery=d, number=d.attempts, started_at=now) for d in deliveries]
+    )
+    started = time.monotonic()
+    return [
+        _Claim(item.delivery, attempt, _outbound(item), send_at=started + item.wait)
+        for item, attempt in zip(go, attempts, strict=True)
+    ]
+
+
+def _outbound(item: _Ready) -> OutboundMessage:
+    delivery, message = item.delivery, item.delivery.message
+    return OutboundMessage(
         delivery_id=delivery.pk,
         patient_id=message.patient_id,
         channel=delivery.channel,
-        address=address,
+        address=item.address,
         text=message.content,
         format=message.format,
         buttons=(
-            acknowledgement_buttons(delivery.pk, address, message.patient.language)
+            acknowledgement_buttons(delivery.pk, item.address, message.patient.language)
             if wants_buttons(message, delivery.channel)
             else ()
         ),
     )
-    return _Claim(delivery, attempt, outbound)
 
 
 def _reason_not_to_send(delivery: Delivery, now: datetime) -> tuple[str, str, str] | None:
@@ -257,11 +334,12 @@ def _finish(delivery: Delivery, status: str, code: str, text: str, now: datetime
     logger.info("delivery %s %s (%s)", delivery.pk, status, code)
 
 
-def _close_attempt(claim: _Claim, outcome: str, started: float, error: ChannelError | None):
+def _close_attempt(claim: _Claim, outcome: str, timed: Timed) -> None:
+    error = timed.answer if isinstance(timed.answer, ChannelError) else None
     attempt = claim.attempt
     attempt.outcome = outcome
     attempt.finished_at = timezone.now()
-    attempt.duration_ms = int((time.monotonic() - started) * 1000)
+    attempt.duration_ms = int(timed.seconds * 1000)
     attempt.error_code = error.code if error else ""
     attempt.error_text = error.reason if error else ""
     attempt.save(
@@ -270,42 +348,53 @@ def _close_attempt(claim: _Claim, outcome: str, started: float, error: ChannelEr
 
 
 @transaction.atomic
-def _record_sent(claim: _Claim, result: SendResult, started: float) -> DeliveryOutcome:
-    _close_attempt(claim, AttemptOutcome.SENT, started, None)
-    delivery = claim.delivery
-    delivery.status = DeliveryStatus.SENT
-    delivery.sent_at = timezone.now()
-    delivery.provider_message_id = result.provider_message_id
-    delivery.lease_until = None
-    delivery.error_code = ""
-    delivery.error_text = ""
-    delivery.save(
-        update_fields=[
-            "status", "sent_at", "provider_message_id", "lease_until", "error_code",
-            "error_text", "updated_at",
-        ]
+def _record_sent(sent: list[tuple[_Claim, Timed]]) -> list[DeliveryOutcome]:
+    now = timezone.now()
+    attempts, deliveries = [], []
+    for claim, timed in sent:
+        attempt = claim.attempt
+        attempt.outcome = AttemptOutcome.SENT
+        attempt.finished_at = now
+        attempt.duration_ms = int(timed.seconds * 1000)
+        attempts.append(attempt)
+        delivery = claim.delivery
+        delivery.status = DeliveryStatus.SENT
+        delivery.sent_at = now
+        delivery.provider_message_id = timed.answer.provider_message_id
+        delivery.lease_until = None
+        delivery.error_code = delivery.error_text = ""
+        delivery.updated_at = now
+        deliveries.append(delivery)
+    DeliveryAttempt.objects.bulk_update(attempts, ["outcome", "finished_at", "duration_ms"])
+    Delivery.objects.bulk_update(
+        deliveries,
+        ["status", "sent_at", "provider_message_id", "lease_until", "error_code",
+         "error_text", "updated_at"],
     )  # fmt: skip
-    logger.info("delivery %s sent on %s (attempt %d)", delivery.pk, delivery.channel,
-                delivery.attempts)  # fmt: skip
-    return DeliveryOutcome(DeliveryStatus.SENT, delivery.channel)
+    for delivery in deliveries:
+        logger.info("delivery %s sent on %s (attempt %d)", delivery.pk, delivery.channel,
+                    delivery.attempts)  # fmt: skip
+    return [DeliveryOutcome(DeliveryStatus.SENT, d.channel, delivery_id=d.pk) for d in deliveries]
 
 
 @transaction.atomic
-def _record_failure(claim: _Claim, error: ChannelError, started: float) -> DeliveryOutcome:
+def _record_failure(claim: _Claim, timed: Timed) -> DeliveryOutcome:
+    error = timed.answer
     delivery = claim.delivery
     now = timezone.now()
     delivery.error_code = error.code
     delivery.error_text = error.reason
+    outcome = partial(DeliveryOutcome, channel=delivery.channel, delivery_id=delivery.pk)
     if isinstance(error, TransientError):
-        _close_attempt(claim, AttemptOutcome.TRANSIENT, started, error)
+        _close_attempt(claim, AttemptOutcome.TRANSIENT, timed)
         delay = retry_delay(delivery.attempts, error.retry_after)
         retry_at = now + timedelta(seconds=delay)
         if delivery.attempts_used >= settings.DELIVERY_MAX_ATTEMPTS:
             _finish(delivery, DeliveryStatus.FAILED, error.code, error.reason, now)
-            return DeliveryOutcome(DeliveryStatus.FAILED, delivery.channel)
+            return outcome(DeliveryStatus.FAILED)
         if retry_at > delivery.expires_at:
             _finish(delivery, DeliveryStatus.EXPIRED, error.code, error.reason, now)
-            return DeliveryOutcome(DeliveryStatus.EXPIRED, delivery.channel)
+            return outcome(DeliveryStatus.EXPIRED)
         delivery.status = DeliveryStatus.QUEUED
         delivery.next_attempt_at = retry_at
         delivery.lease_until = None
@@ -314,15 +403,15 @@ def _record_failure(claim: _Claim, error: ChannelError, started: float) -> Deliv
                            "error_text", "updated_at"]
         )  # fmt: skip
         logger.info("delivery %s: %s, retry in %.1fs", delivery.pk, error.code, delay)
-        return DeliveryOutcome(DeliveryStatus.QUEUED, delivery.channel, retry_in=delay)
+        return outcome(DeliveryStatus.QUEUED, retry_in=delay)
     if isinstance(error, RecipientBlocked):
-        _close_attempt(claim, AttemptOutcome.BLOCKED, started, error)
+        _close_attempt(claim, AttemptOutcome.BLOCKED, timed)
         _block_contact(delivery, error, now)
         _finish(delivery, DeliveryStatus.FAILED, "recipient_blocked", error.reason, now)
-        return DeliveryOutcome(DeliveryStatus.FAILED, delivery.channel)
-    _close_attempt(claim, AttemptOutcome.PERMANENT, started, error)
+        return outcome(DeliveryStatus.FAILED)
+    _close_attempt(claim, AttemptOutcome.PERMANENT, timed)
     _finish(delivery, DeliveryStatus.FAILED, error.code, error.reason, now)
-    return DeliveryOutcome(DeliveryStatus.FAILED, delivery.channel)
+    return outcome(DeliveryStatus.FAILED)
 
 
 def _block_contact(delivery: Delivery, error: ChannelError, now: datetime) -> None:

@@ -1,6 +1,6 @@
 """Hands delivery ids to the broker. Call only after the rows are committed.
 
-Backpressure: a channel's queue holds at most DISPATCH_MAX_QUEUED_PER_CHANNEL tasks, and
+Backpressure: a channel's queue holds at most DISPATCH_MAX_QUEUED_PER_CHANNEL deliveries, and
 nothing is published to a channel whose breaker is open. Deliveries kept back are marked
 held in the database and published by later dispatcher ticks as room appears, so a
 provider outage leaves Redis small and the database keeps the backlog.
@@ -27,36 +27,71 @@ PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 
 
 
 def enqueue_deliveries(items: list[tuple[int, str]], countdown: float | None = None) -> int:
-    """Publish deliver_message for each (delivery id, channel); returns how many went out."""
+    """Publish deliver_message for the (delivery id, channel) pairs, in batches of up to
+    DELIVERY_BATCH_SIZE per channel; returns how many deliveries went out."""
     from scheduling.tasks import deliver_message
 
-    for published, (delivery_id, channel) in enumerate(items):
-        try:
-            deliver_message.apply_async(
-                (delivery_id,),
-                queue=settings.DELIVERY_QUEUES[channel],
-                countdown=countdown,
-                retry_policy=PUBLISH_RETRY_POLICY,
-            )
-        except OperationalError:
-            logger.warning(
-                "broker unreachable; %d deliveries left for the reaper (first id %s)",
-                len(items) - published,
-                delivery_id,
-            )
-            return published
-    return len(items)
+    by_channel: dict[str, list[int]] = defaultdict(list)
+    for delivery_id, channel in items:
+        by_channel[channel].append(delivery_id)
+    size = settings.DELIVERY_BATCH_SIZE
+    published = 0
+    for channel, ids in by_channel.items():
+        for start in range(0, len(ids), size):
+            batch = ids[start : start + size]
+            try:
+                deliver_message.apply_async(
+                    (batch,),
+                    queue=settings.DELIVERY_QUEUES[channel],
+                    countdown=countdown,
+                    retry_policy=PUBLISH_RETRY_POLICY,
+                )
+            except OperationalError:
+                logger.warning("broker unreachable; %d deliveries left for the reaper "
+                               "(first id %s)", len(items) - published, batch[0])  # fmt: skip
+                return published
+            published += len(batch)
+    return published
+
+
+def requeue_waiting(outcomes) -> None:
+    """Publishes again the deliveries of a batch that must come back later: those waiting
+    for a rate-limit slot or a breaker go together, at the soonest of their waits (the
+    limiter reserves slots for them again then); a retry after a failure goes alone, at
+    its own backoff."""
+    together: dict[str, list] = defaultdict(list)
+    for outcome in outcomes:
+        if outcome.retry_in is None:
+            continue
+        if outcome.waiting_for:
+            together[outcome.channel].append(outcome)
+        else:
+            enqueue_deliveries([(outcome.delivery_id, outcome.channel)], outcome.retry_in)
+    for channel, waiting in together.items():
+        soonest = min(o.retry_in for o in waiting)
+        enqueue_deliveries([(o.delivery_id, channel) for o in waiting], countdown=soonest)
+
+
+def batch_ids(argument) -> list[int] | None:
+    """deliver_message's argument as a list of ids, or None when it is not one."""
+    ids = [argument] if isinstance(argument, int) else argument
+    if not isinstance(ids, list | tuple) or not ids:
+        return None
+    if not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+        return None
+    return list(ids)
 
 
 def queue_room(channel: str) -> int:
-    """How many more tasks the channel's queue may take now (0 while its breaker is open)."""
+    """How many more deliveries the channel's queue may take now (0 while its breaker is
+    open). Each waiting task is counted as a full batch: an upper bound, so the cap holds."""
     try:
         if breaker_is_open(channel):
             return 0
         waiting = redis_client().llen(settings.DELIVERY_QUEUES[channel])
     except RedisError:
         return 0
-    return max(0, settings.DISPATCH_MAX_QUEUED_PER_CHANNEL - waiting)
+    return max(0, settings.DISPATCH_MAX_QUEUED_PER_CHANNEL - waiting * settings.DELIVERY_BATCH_SIZE)
 
 
 def enqueue_with_backpressure(items: list[tuple[int, str]]) -> int:

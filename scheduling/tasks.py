@@ -1,12 +1,17 @@
 """Celery tasks: each loads ids and calls a plain function."""
 
 import logging
+from collections import Counter
 
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
 from scheduling import adherence, delivery, dispatch, heartbeat, recovery
-from scheduling.queueing import PUBLISH_RETRY_POLICY, enqueue_deliveries
+from scheduling.queueing import (
+    PUBLISH_RETRY_POLICY,
+    batch_ids,
+    requeue_waiting,
+)
 
 logger = logging.getLogger(__name__)
 DATABASE_RETRY_SECONDS = 3
@@ -26,20 +31,25 @@ def reap_stuck_deliveries() -> dict:
 
 
 @shared_task(name="scheduling.deliver_message", bind=True)
-def deliver_message(self, delivery_id: int) -> str:
+def deliver_message(self, delivery_ids: list[int] | int) -> dict[str, int]:
+    """Delivers a batch of one channel's deliveries. A single id is accepted too, so a
+    task published by an older release still runs after an upgrade."""
+    ids = batch_ids(delivery_ids)
+    if ids is None:
+        logger.error("deliver_message: ignored a task whose argument is not delivery ids")
+        return {"invalid": 1}
     try:
-        outcome = delivery.deliver(delivery_id)
+        outcomes = delivery.deliver_batch(ids)
     except (OperationalError, InterfaceError):
         # PostgreSQL is briefly away: come back in a few seconds, on the same queue,
-        # instead of leaving the delivery to the reaper's much longer round.
-        logger.warning("delivery %s: database unavailable, trying again shortly", delivery_id)
+        # instead of leaving the deliveries to the reaper's much longer round.
+        logger.warning("deliveries %s: database unavailable, trying again shortly", ids)
         queue = (self.request.delivery_info or {}).get("routing_key")
-        self.apply_async((delivery_id,), queue=queue, countdown=DATABASE_RETRY_SECONDS,
+        self.apply_async((ids,), queue=queue, countdown=DATABASE_RETRY_SECONDS,
                          retry_policy=PUBLISH_RETRY_POLICY)  # fmt: skip
-        return "database_unavailable"
-    if outcome.retry_in is not None:
-        enqueue_deliveries([(delivery_id, outcome.channel)], countdown=outcome.retry_in)
-    return outcome.status
+        return {"database_unavailable": len(ids)}
+    requeue_waiting(outcomes)
+    return dict(Counter(outcome.status for outcome in outcomes))
 
 
 @shared_task(name="scheduling.mark_missed_doses")

@@ -1,3 +1,5 @@
+import base64
+import json
 import os
 import signal
 import subprocess
@@ -37,6 +39,14 @@ class Broker:
 
     def queue_length(self, queue: str) -> int:
         return self.client.llen(queue)
+
+    def queued_batches(self, queue: str) -> list[list[int]]:
+        """The delivery ids each waiting deliver_message task carries, oldest first."""
+        batches = []
+        for raw in reversed(self.client.lrange(queue, 0, -1)):
+            body = json.loads(base64.b64decode(json.loads(raw)["body"]))
+            batches.append(body[0][0])
+        return batches
 
     def flush(self) -> None:
         self.client.flushdb()

@@ -4,12 +4,14 @@ import threading
 import time
 
 import pytest
+from django.utils import timezone
 
 from channels_app.breaker import breaker_allow, breaker_is_open, breaker_record
 from channels_app.ratelimit import take_token
 from scheduling.delivery import deliver
 from scheduling.dispatch import dispatch_due
 from scheduling.models import AttemptOutcome, Delivery, DeliveryStatus
+from scheduling.queueing import enqueue_deliveries, queue_room
 from scheduling.services import message_schedule
 from tests.conftest import ago
 from tests.fakes.telegram_server import Reply
@@ -164,15 +166,25 @@ def test_a_full_queue_holds_deliveries_in_the_database_until_there_is_room(
     settings, make_patient, broker
 ):
     settings.DISPATCH_MAX_QUEUED_PER_CHANNEL = 10
-    due_deliveries(make_patient, 25)
+    settings.DELIVERY_BATCH_SIZE = 4
+    deliveries = due_deliveries(make_patient, 25)
 
-    assert broker.queue_length("deliver.telegram") == 10
+    # 10 deliveries fit, published as tasks of at most 4 each, in due order.
+    batches = broker.queued_batches("deliver.telegram")
+    assert [len(b) for b in batches] == [4, 4, 2]
+    assert sorted(sum(batches, [])) == sorted(d.pk for d in deliveries)[:10]
     assert Delivery.objects.filter(held_at__isnull=False).count() == 15
     # Workers drain the queue; the next tick publishes the oldest held ones.
     broker.client.delete("deliver.telegram")
     dispatch_due()
-    assert broker.queue_length("deliver.telegram") == 10
+    assert sum(len(b) for b in broker.queued_batches("deliver.telegram")) == 10
     assert Delivery.objects.filter(held_at__isnull=False).count() == 5
+    # A waiting task counts as a full batch: one task of 2 leaves room for 10 - 4.
+    broker.client.delete("deliver.telegram")
+    Delivery.objects.filter(held_at__isnull=True).update(held_at=timezone.now())
+    enqueue_deliveries([(deliveries[0].pk, "telegram"), (deliveries[1].pk, "telegram")])
+    assert broker.queued_batches("deliver.telegram") == [[deliveries[0].pk, deliveries[1].pk]]
+    assert queue_room("telegram") == 10 - 4
 
 
 @pytest.mark.django_db(transaction=True)

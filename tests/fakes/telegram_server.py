@@ -91,6 +91,7 @@ class _State:
     window: deque = field(default_factory=deque)
     chat_windows: dict[str, deque] = field(default_factory=dict)
     in_flight: int = 0
+    most_in_flight: int = 0
     # The bot's side (getUpdates, setWebhook): updates waiting for a poller, the webhook.
     updates: deque = field(default_factory=deque)
     next_update_id: int = 1000
@@ -181,6 +182,12 @@ class FakeTelegram:
         with self._lock:
             return self._state.in_flight
 
+    @property
+    def most_in_flight(self) -> int:
+        """The most sendMessage calls ever waiting for their answers at the same time."""
+        with self._lock:
+            return self._state.most_in_flight
+
     def answered(self, status: int) -> list[Call]:
         """sendMessage calls answered with this HTTP status."""
         with self._lock:
@@ -268,6 +275,7 @@ class FakeTelegram:
     def _count_in_flight(self, change: int) -> None:
         with self._lock:
             self._state.in_flight += change
+            self._state.most_in_flight = max(self._state.most_in_flight, self._state.in_flight)
 
     def _new_message_id(self) -> int:
         with self._lock:

@@ -1,0 +1,119 @@
+"""A deliver_message task carries a batch: one claim, overlapping sends, one record."""
+
+import pytest
+from django.utils import timezone
+
+from channels_app.ratelimit import reserve_slots
+from scheduling.delivery import deliver_batch
+from scheduling.dispatch import dispatch_due
+from scheduling.models import AttemptOutcome, Delivery, DeliveryStatus
+from scheduling.services import message_schedule
+from scheduling.tasks import deliver_message
+from tests.conftest import ago
+from tests.fakes.telegram_server import Reply
+
+
+def due_deliveries(make_patient, count: int) -> list[Delivery]:
+    for _ in range(count):
+        message_schedule(patient=make_patient(), content="Take your dose", starts_at=ago(1))
+    dispatch_due()
+    return list(Delivery.objects.select_related("contact").order_by("pk"))
+
+
+def test_a_batch_is_sent_concurrently_and_each_delivery_recorded(fake_telegram, make_patient):
+    deliveries = due_deliveries(make_patient, 8)
+    fake_telegram.configure(delay=1.0)
+
+    outcomes = deliver_batch([d.pk for d in deliveries])
+
+    assert sorted(o.delivery_id for o in outcomes) == [d.pk for d in deliveries]
+    assert {o.status for o in outcomes} == {DeliveryStatus.SENT}
+    # Eight sends were waiting for their answers at once, not one after the other.
+    assert fake_telegram.most_in_flight == 8
+    for delivery in deliveries:
+        delivery.refresh_from_db()
+        attempt = delivery.attempt_log.get()
+        assert delivery.status == DeliveryStatus.SENT and delivery.provider_message_id
+        assert attempt.outcome == AttemptOutcome.SENT and attempt.duration_ms >= 900
+    sent_to = sorted(c.params["chat_id"] for c in fake_telegram.sent())
+    assert sent_to == sorted(d.contact.address for d in deliveries)
+
+
+def test_each_delivery_of_a_batch_gets_its_own_outcome(fake_telegram, make_patient):
+    ok, blocked, flaky, gone = due_deliveries(make_patient, 4)
+    fake_telegram.push(Reply.blocked(), chat_id=blocked.contact.address)
+    fake_telegram.push(Reply.server_error(502), chat_id=flaky.contact.address)
+    missing_id = gone.pk
+    gone.delete()
+
+    outcomes = {o.delivery_id: o for o in deliver_batch([ok.pk, blocked.pk, flaky.pk, missing_id])}
+
+    assert outcomes[ok.pk].status == DeliveryStatus.SENT
+    assert outcomes[blocked.pk].status == DeliveryStatus.FAILED
+    assert outcomes[flaky.pk].status == DeliveryStatus.QUEUED
+    assert outcomes[flaky.pk].retry_in is not None
+    assert outcomes[missing_id].status == "missing"
+    blocked.refresh_from_db()
+    flaky.refresh_from_db()
+    assert blocked.error_code == "recipient_blocked"
+    assert flaky.error_code == "network" and flaky.attempt_log.get().outcome == "transient"
+
+
+def test_the_same_id_twice_in_a_batch_is_sent_once(fake_telegram, make_patient):
+    [delivery] = due_deliveries(make_patient, 1)
+
+    outcomes = deliver_batch([delivery.pk, delivery.pk])
+
+    assert [o.status for o in outcomes] == [DeliveryStatus.SENT]
+    assert len(fake_telegram.sent()) == 1
+
+
+def test_slots_are_reserved_ahead_up_to_the_longest_wait(settings):
+    settings.CHANNEL_RATE_LIMITS = {**settings.CHANNEL_RATE_LIMITS, "telegram": (10.0, 1.0)}
+
+    slots = reserve_slots("telegram", ["a", "b", "c", "d", "e"], max_wait=0.25)
+
+    assert [s.reserved for s in slots] == [True, True, True, False, False]
+    assert [round(s.wait, 1) for s in slots[:3]] == [0.0, 0.1, 0.2]
+    # A refused recipient took nothing: the next free slot is still the fourth one.
+    [later] = reserve_slots("telegram", ["d"], max_wait=1.0)
+    assert later.reserved and 0.2 < later.wait <= 0.3
+
+
+def test_a_chat_named_twice_gets_its_second_slot_a_second_later(settings):
+    settings.CHANNEL_RATE_LIMITS = {**settings.CHANNEL_RATE_LIMITS, "telegram": (30.0, 1.0)}
+
+    first, again, other = reserve_slots("telegram", ["a", "a", "b"], max_wait=0.5)
+
+    assert first.reserved and not again.reserved and other.reserved
+    assert 0.9 < again.wait <= 1.0
+    assert other.wait < 0.1  # the other chat is not held up by the refused one
+
+
+def test_deliveries_without_a_slot_go_back_together_without_an_attempt(
+    settings, fake_telegram, make_patient, broker
+):
+    settings.CHANNEL_RATE_LIMITS = {**settings.CHANNEL_RATE_LIMITS, "telegram": (2.0, 1.0)}
+    settings.DELIVERY_RATE_INLINE_WAIT_SECONDS = 0.6
+    deliveries = due_deliveries(make_patient, 5)
+    broker.client.delete("deliver.telegram")
+
+    result = deliver_message([d.pk for d in deliveries])
+
+    # 2/s with 0.6 s reserved ahead: two go now, three wait for one later task.
+    assert result == {DeliveryStatus.SENT: 2, DeliveryStatus.QUEUED: 3}
+    waiting = Delivery.objects.filter(status=DeliveryStatus.QUEUED)
+    assert waiting.count() == 3
+    assert all(d.attempts == 0 and d.next_attempt_at > timezone.now() for d in waiting)
+    assert len(fake_telegram.sent()) == 2
+
+
+@pytest.mark.parametrize("argument", ["12", [], [1, "2"], None, {"id": 1}, [True]])
+def test_a_task_with_a_bad_argument_is_refused_without_crashing(argument):
+    assert deliver_message(argument) == {"invalid": 1}
+
+
+def test_a_task_from_an_older_release_with_one_id_still_delivers(fake_telegram, make_patient):
+    [delivery] = due_deliveries(make_patient, 1)
+
+    assert deliver_message(delivery.pk) == {DeliveryStatus.SENT: 1}
