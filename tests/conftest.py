@@ -48,6 +48,10 @@ class Broker:
             batches.append(body[0][0])
         return batches
 
+    def queued_deliveries(self, queue: str) -> list[int]:
+        """Every delivery id waiting in the queue, in publishing order."""
+        return [pk for batch in self.queued_batches(queue) for pk in batch]
+
     def flush(self) -> None:
         self.client.flushdb()
 

@@ -177,7 +177,7 @@ def test_a_full_queue_holds_deliveries_in_the_database_until_there_is_room(
     # Workers drain the queue; the next tick publishes the oldest held ones.
     broker.client.delete("deliver.telegram")
     dispatch_due()
-    assert sum(len(b) for b in broker.queued_batches("deliver.telegram")) == 10
+    assert len(broker.queued_deliveries("deliver.telegram")) == 10
     assert Delivery.objects.filter(held_at__isnull=False).count() == 5
     # A waiting task counts as a full batch: one task of 2 leaves room for 10 - 4.
     broker.client.delete("deliver.telegram")
@@ -196,7 +196,7 @@ def test_nothing_is_published_to_a_channel_whose_breaker_is_open(settings, make_
     assert Delivery.objects.filter(held_at__isnull=False).count() == 5
     breaker_record("telegram", success=True)
     dispatch_due()
-    assert broker.queue_length("deliver.telegram") == 5
+    assert len(broker.queued_deliveries("deliver.telegram")) == 5
 
 
 def test_the_status_page_shows_an_open_breaker_and_the_backlog(settings, admin_client, broker):
