@@ -9,6 +9,7 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Protocol
 
 logger = logging.getLogger(__name__)
 
@@ -79,10 +80,21 @@ def send_timed(send, message: OutboundMessage) -> Timed:
     return Timed(answer, time.monotonic() - started)
 
 
-def sleep_until(moment: float) -> None:
-    """`moment` is a time.monotonic() value: a rate-limit slot reserved for the send."""
-    pause = moment - time.monotonic()
-    if pause > 0:
+class Slot(Protocol):
+    """When a send may go (channels_app.ratelimit.SendSlot)."""
+
+    def delay(self) -> float | None: ...  # seconds to sleep first, or None: go now
+
+
+class Now:
+    """A send that waits for nothing."""
+
+    def delay(self) -> None:
+        return None
+
+
+def sleep_until(slot: Slot) -> None:
+    while (pause := slot.delay()) is not None:
         time.sleep(pause)
 
 
@@ -92,14 +104,15 @@ class ChannelAdapter:
     def send(self, message: OutboundMessage) -> SendResult:
         raise NotImplementedError
 
-    def send_batch(self, batch: list[tuple[OutboundMessage, float]]) -> list[Timed]:
-        """Sends each message at or after its moment (time.monotonic()), one after the
-        other. Adapters that talk to a remote provider overlap the waits instead."""
-        answers = []
-        for message, moment in batch:
-            sleep_until(moment)
-            answers.append(send_timed(self.send, message))
-        return answers
+    def send_batch(self, batch: list[tuple[OutboundMessage, Slot]]) -> list[Timed]:
+        """Sends each message when its slot says so, one after the other. Adapters that
+        talk to a remote provider overlap the waits instead."""
+        return [send_timed(lambda m, s=slot: self._send_in(m, s), message)
+                for message, slot in batch]  # fmt: skip
+
+    def _send_in(self, message: OutboundMessage, slot: Slot) -> SendResult:
+        sleep_until(slot)
+        return self.send(message)
 
 
 class _Threads:
@@ -120,14 +133,10 @@ class ConcurrentHttpAdapter(ChannelAdapter):
 
     threads = 32
 
-    def send_batch(self, batch: list[tuple[OutboundMessage, float]]) -> list[Timed]:
+    def send_batch(self, batch: list[tuple[OutboundMessage, Slot]]) -> list[Timed]:
         if len(batch) < 2:
             return super().send_batch(batch)
-
-        def send_at(message: OutboundMessage, moment: float) -> Timed:
-            sleep_until(moment)
-            return send_timed(self.send, message)
-
         pool = _thread_pool(self.threads)
-        futures = [pool.submit(send_at, message, moment) for message, moment in batch]
+        futures = [pool.submit(send_timed, lambda m, s=slot: self._send_in(m, s), message)
+                   for message, slot in batch]  # fmt: skip
         return [future.result() for future in futures]

@@ -23,10 +23,12 @@ from telegram.request import HTTPXRequest
 from channels_app.base import (
     ChannelAdapter,
     ChannelError,
+    Now,
     OutboundMessage,
     PermanentError,
     RecipientBlocked,
     SendResult,
+    Slot,
     Timed,
     TransientError,
 )
@@ -84,12 +86,12 @@ class TelegramChannel(ChannelAdapter):
         self._key = (token, base_url.rstrip("/"), timeout, connections)
 
     def send(self, message: OutboundMessage) -> SendResult:
-        [timed] = self.send_batch([(message, 0.0)])
+        [timed] = self.send_batch([(message, Now())])
         if isinstance(timed.answer, ChannelError):
             raise timed.answer
         return timed.answer
 
-    def send_batch(self, batch: list[tuple[OutboundMessage, float]]) -> list[Timed]:
+    def send_batch(self, batch: list[tuple[OutboundMessage, Slot]]) -> list[Timed]:
         """All of a batch's sends on one event loop, each at its rate-limit slot, so their
         waits for Telegram's answers overlap."""
         if not self._key[0]:
@@ -97,16 +99,16 @@ class TelegramChannel(ChannelAdapter):
             return [Timed(error, 0.0) for _ in batch]
 
         async def send_all(bot: Bot) -> list[Timed]:
-            return list(await asyncio.gather(*(self._send_at(bot, m, at) for m, at in batch)))
+            return list(await asyncio.gather(*(self._send_at(bot, m, s) for m, s in batch)))
 
         return _run(send_all, self._key)
 
-    async def _send_at(self, bot: Bot, message: OutboundMessage, moment: float) -> Timed:
-        pause = moment - time.monotonic()
-        if pause > 0:
-            await asyncio.sleep(pause)
+    async def _send_at(self, bot: Bot, message: OutboundMessage, slot: Slot) -> Timed:
         started = time.monotonic()
         try:
+            while (pause := slot.delay()) is not None:
+                await asyncio.sleep(pause)
+            started = time.monotonic()
             answer = await self._send(bot, message)
         except ChannelError as error:
             answer = error

@@ -33,7 +33,7 @@ from channels_app.base import (
 )
 from channels_app.bot.acknowledgements import acknowledgement_buttons, wants_buttons
 from channels_app.breaker import breaker_allow, breaker_record
-from channels_app.ratelimit import reserve_slots
+from channels_app.ratelimit import SendSlot, reserve_slots
 from channels_app.registry import ADDRESSED_CHANNELS, adapter_for
 from patients.models import Contact
 from scheduling.models import (
@@ -62,7 +62,7 @@ class _Claim:
     delivery: Delivery
     attempt: DeliveryAttempt
     outbound: OutboundMessage
-    send_at: float  # time.monotonic() of the rate-limit slot reserved for it
+    slot: SendSlot  # when it may go: the rate-limit slot reserved for it
 
 
 @dataclass
@@ -97,7 +97,7 @@ def deliver_batch(delivery_ids: list[int]) -> list[DeliveryOutcome]:
     for claim in claims:
         by_channel[claim.delivery.channel].append(claim)
     for channel, group in by_channel.items():
-        answers = adapter_for(channel).send_batch([(c.outbound, c.send_at) for c in group])
+        answers = adapter_for(channel).send_batch([(c.outbound, c.slot) for c in group])
         _tell_breaker(channel, [timed.answer for timed in answers])
         sent = [(c, t) for c, t in zip(group, answers, strict=True)
                 if isinstance(t.answer, SendResult)]  # fmt: skip
@@ -271,9 +271,15 @@ def _mark_sending(go: list[_Ready], now: datetime) -> list[_Claim]:
     )
     started = time.monotonic()
     return [
-        _Claim(item.delivery, attempt, _outbound(item), send_at=started + item.wait)
+        _Claim(item.delivery, attempt, _outbound(item), _slot(item, started))
         for item, attempt in zip(go, attempts, strict=True)
     ]
+
+
+def _slot(item: _Ready, started: float) -> SendSlot:
+    if item.delivery.channel in ADDRESSED_CHANNELS:
+        return SendSlot(started + item.wait, item.delivery.channel, item.address)
+    return SendSlot(started + item.wait)
 
 
 def _outbound(item: _Ready) -> OutboundMessage:

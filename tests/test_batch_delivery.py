@@ -1,9 +1,11 @@
 """A deliver_message task carries a batch: one claim, overlapping sends, one record."""
 
+import time
+
 import pytest
 from django.utils import timezone
 
-from channels_app.ratelimit import reserve_slots
+from channels_app.ratelimit import SendSlot, reserve_slots
 from scheduling.delivery import deliver_batch
 from scheduling.dispatch import dispatch_due
 from scheduling.models import AttemptOutcome, Delivery, DeliveryStatus
@@ -88,6 +90,32 @@ def test_a_chat_named_twice_gets_its_second_slot_a_second_later(settings):
     assert first.reserved and not again.reserved and other.reserved
     assert 0.9 < again.wait <= 1.0
     assert other.wait < 0.1  # the other chat is not held up by the refused one
+
+
+def test_a_send_that_wakes_up_late_for_its_slot_takes_a_new_one(settings):
+    settings.CHANNEL_RATE_LIMITS = {**settings.CHANNEL_RATE_LIMITS, "telegram": (10.0, 1.0)}
+    reserve_slots("telegram", ["a", "b"], max_wait=1.0)  # slots now and in 0.1 s
+
+    late = SendSlot(time.monotonic() - 0.5, "telegram", "c")  # woke up 0.5 s late
+    pause = late.delay()
+
+    # Going now would bunch it with the punctual sends: it queues behind them instead.
+    assert pause is not None and 0.1 < pause <= 0.2
+    # Half an interval (50 ms at 10/s) late is still on time.
+    assert SendSlot(time.monotonic() - 0.03, "telegram", "d").delay() is None
+
+
+def test_a_batch_sends_at_its_slots_even_when_its_first_connection_is_slow(
+    settings, fake_telegram, make_patient
+):
+    settings.CHANNEL_RATE_LIMITS = {**settings.CHANNEL_RATE_LIMITS, "telegram": (20.0, 1.0)}
+    fake_telegram.configure(global_per_second=20, per_chat_per_second=1)
+    deliveries = due_deliveries(make_patient, 20)
+
+    outcomes = deliver_batch([d.pk for d in deliveries])
+
+    assert {o.status for o in outcomes} == {DeliveryStatus.SENT}
+    assert [c.status for c in fake_telegram.calls()] == [200] * 20
 
 
 def test_deliveries_without_a_slot_go_back_together_without_an_attempt(
