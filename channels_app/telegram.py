@@ -72,7 +72,18 @@ def _run(coroutine_factory, key: tuple[str, str, float, int]):
         )
         bot = Bot(token, base_url=f"{base_url}/bot", request=request)
         _session.bots[key] = bot
+        _session.loop.run_until_complete(_warm_up(bot))
     return _session.loop.run_until_complete(coroutine_factory(bot))
+
+
+async def _warm_up(bot: Bot) -> None:
+    """The first request of a process is slow (imports, the client's first connection);
+    made before any send, so that no send reaches Telegram late for its rate-limit slot
+    and bunched with the punctual ones. A failure here shows up again in the send."""
+    try:
+        await bot.initialize()
+    except TelegramError:
+        logger.warning("telegram: getMe failed while preparing the client")
 
 
 def _seconds(value: int | timedelta) -> float:

@@ -72,7 +72,8 @@ class _Ready:
     delivery: Delivery
     contact: Contact | None
     address: str
-    wait: float = 0.0
+    wait: float = 0.0  # seconds from its slot's reservation
+    moment: float = 0.0  # time.monotonic() of its slot, when it has one
 
 
 def retry_delay(attempt_number: int, retry_after: float | None) -> float:
@@ -220,8 +221,11 @@ def _slots_and_breaker(ready: list[_Ready]) -> tuple[list[_Ready], dict[str, lis
             logger.warning("redis unreachable: %d deliveries wait (limits are shared)", len(items))
             waiting["breaker"] += [_waits(i, 5.0) for i in items]
             continue
+        # Slots are offsets from Redis's clock at the call; counted from when it returned
+        # (never early), not from later, when the claim has been written.
+        answered = time.monotonic()
         for item, slot in zip(items, slots, strict=True):
-            item.wait = slot.wait
+            item.wait, item.moment = slot.wait, answered + slot.wait
             (go if slot.reserved else waiting["rate_limit"]).append(item)
     return go, waiting
 
@@ -269,17 +273,16 @@ def _mark_sending(go: list[_Ready], now: datetime) -> list[_Claim]:
     attempts = DeliveryAttempt.objects.bulk_create(
         [DeliveryAttempt(delivery=d, number=d.attempts, started_at=now) for d in deliveries]
     )
-    started = time.monotonic()
     return [
-        _Claim(item.delivery, attempt, _outbound(item), _slot(item, started))
+        _Claim(item.delivery, attempt, _outbound(item), _slot(item))
         for item, attempt in zip(go, attempts, strict=True)
     ]
 
 
-def _slot(item: _Ready, started: float) -> SendSlot:
+def _slot(item: _Ready) -> SendSlot:
     if item.delivery.channel in ADDRESSED_CHANNELS:
-        return SendSlot(started + item.wait, item.delivery.channel, item.address)
-    return SendSlot(started + item.wait)
+        return SendSlot(item.moment, item.delivery.channel, item.address)
+    return SendSlot(0.0)
 
 
 def _outbound(item: _Ready) -> OutboundMessage:
