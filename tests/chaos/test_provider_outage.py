@@ -79,8 +79,11 @@ def test_while_the_provider_is_down_the_breaker_stops_calls_fails_nothing_and_bo
     seconds = time.monotonic() - started
     result = tally(fake_telegram, DELIVERIES)
     # What a breaker allows: the failures that open it, the sends already on their way
-    # when it opened (one per pool process), and one probe per open period.
-    allowed_calls = FAILURE_THRESHOLD + CONCURRENCY + math.ceil(OUTAGE_SECONDS / OPEN_SECONDS) + 1
+    # when it opened (a batch per pool process: with the limiter off, a batch's sends go
+    # at once), and one probe per open period.
+    on_their_way = CONCURRENCY * django_settings.DELIVERY_BATCH_SIZE
+    probes = math.ceil(OUTAGE_SECONDS / OPEN_SECONDS) + 1
+    allowed_calls = FAILURE_THRESHOLD + on_their_way + probes
     report(
         "provider_outage_breaker",
         result,
