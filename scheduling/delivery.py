@@ -36,6 +36,7 @@ from channels_app.breaker import breaker_allow, breaker_record
 from channels_app.ratelimit import SendSlot, reserve_slots
 from channels_app.registry import ADDRESSED_CHANNELS, adapter_for
 from patients.models import Contact
+from scheduling.bulk_sql import update_rows
 from scheduling.models import (
     AttemptOutcome,
     Delivery,
@@ -251,7 +252,7 @@ def _put_back(waiting: dict[str, list[_Ready]], now: datetime) -> list[DeliveryO
             outcomes.append(
                 DeliveryOutcome(delivery.status, delivery.channel, wait, reason, delivery.pk)
             )
-    Delivery.objects.bulk_update(rows, ["next_attempt_at", "updated_at"])
+    update_rows(Delivery, rows, ["next_attempt_at", "updated_at"])
     return outcomes
 
 
@@ -267,8 +268,8 @@ def _mark_sending(go: list[_Ready], now: datetime) -> list[_Claim]:
         delivery.contact = item.contact
         delivery.updated_at = now
     deliveries = [item.delivery for item in go]
-    Delivery.objects.bulk_update(
-        deliveries, ["status", "attempts", "lease_until", "contact", "updated_at"]
+    update_rows(
+        Delivery, deliveries, ["status", "attempts", "lease_until", "contact", "updated_at"]
     )
     attempts = DeliveryAttempt.objects.bulk_create(
         [DeliveryAttempt(delivery=d, number=d.attempts, started_at=now) for d in deliveries]
@@ -374,8 +375,9 @@ def _record_sent(sent: list[tuple[_Claim, Timed]]) -> list[DeliveryOutcome]:
         delivery.error_code = delivery.error_text = ""
         delivery.updated_at = now
         deliveries.append(delivery)
-    DeliveryAttempt.objects.bulk_update(attempts, ["outcome", "finished_at", "duration_ms"])
-    Delivery.objects.bulk_update(
+    update_rows(DeliveryAttempt, attempts, ["outcome", "finished_at", "duration_ms"])
+    update_rows(
+        Delivery,
         deliveries,
         ["status", "sent_at", "provider_message_id", "lease_until", "error_code",
          "error_text", "updated_at"],

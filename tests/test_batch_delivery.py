@@ -37,6 +37,7 @@ def test_a_batch_is_sent_concurrently_and_each_delivery_recorded(fake_telegram, 
         delivery.refresh_from_db()
         attempt = delivery.attempt_log.get()
         assert delivery.status == DeliveryStatus.SENT and delivery.provider_message_id
+        assert delivery.lease_until is None and delivery.attempts == 1 and delivery.sent_at
         assert attempt.outcome == AttemptOutcome.SENT and attempt.duration_ms >= 900
     sent_to = sorted(c.params["chat_id"] for c in fake_telegram.sent())
     assert sent_to == sorted(d.contact.address for d in deliveries)
