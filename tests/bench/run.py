@@ -500,8 +500,10 @@ def naive_peer(sizes: Sizes, log_dir: Path) -> list[Row]:
                 f"< naive ({naive_seconds / ours['seconds']:.0f}x faster)",
                 ours["seconds"] < naive_seconds),
             Row(name, "naive Beat: RSS", naive["beat_mb"], "MB", "reference", None),
-            Row(name, "ours: Beat + dispatching worker RSS", ours["mb"], "MB",
-                "< naive Beat", ours["mb"] < naive["beat_mb"]),
+            Row(name, "ours: Beat RSS", ours["beat_mb"], "MB", "< naive Beat",
+                ours["beat_mb"] < naive["beat_mb"]),
+            Row(name, "ours: dispatching worker RSS (its work is the naive worker's too)",
+                ours["worker_mb"], "MB", "", None),
         ]  # fmt: skip
     return rows
 
@@ -567,17 +569,19 @@ def _our_dispatch_run(count: int, log_dir: Path) -> dict:
     processes = Processes(log_dir, {"DISPATCH_MAX_QUEUED_PER_CHANNEL": "10000000"})
     worker = processes.worker("dispatcher", "scheduler", "--concurrency", "1")
     beat = processes.beat()
-    peak_mb = 0.0
+    beat_mb = worker_mb = 0.0
     try:
         deadline = time.monotonic() + 300
-        while client.llen("deliver.telegram") < tasks and time.monotonic() < deadline:
-            peak_mb = max(peak_mb, rss_mb(beat.pid, False) + rss_mb(worker.pid))
+        while True:
+            beat_mb = max(beat_mb, rss_mb(beat.pid, with_children=False))
+            worker_mb = max(worker_mb, rss_mb(worker.pid))
+            if client.llen("deliver.telegram") >= tasks or time.monotonic() > deadline:
+                break
             time.sleep(0.05)
         seconds = time.time() - due
-        peak_mb = max(peak_mb, rss_mb(beat.pid, False) + rss_mb(worker.pid))
     finally:
         processes.stop()
-    return {"seconds": seconds, "mb": peak_mb}
+    return {"seconds": seconds, "beat_mb": beat_mb, "worker_mb": worker_mb}
 
 
 NOTES = """\
