@@ -62,9 +62,9 @@ class Sizes:
     naive_cap: float  # seconds the naive design gets before its rate is extrapolated
 
 
-QUICK = Sizes(ceiling=3000, end_to_end=3000, slow_provider=600, schedule_rows=100_000,
-              due_rows=10_000, limited=300, steady_seconds=30, memory=(1000, 10_000),
-              naive=(1000,), naive_cap=30)  # fmt: skip
+QUICK = Sizes(ceiling=3000, end_to_end=3000, slow_provider=400, schedule_rows=100_000,
+              due_rows=10_000, limited=200, steady_seconds=20, memory=(500, 5000),
+              naive=(1000,), naive_cap=20)  # fmt: skip
 FULL = Sizes(ceiling=20_000, end_to_end=20_000, slow_provider=3000, schedule_rows=1_000_000,
              due_rows=10_000, limited=3000, steady_seconds=300, memory=(10_000, 100_000),
              naive=(10_000, 50_000), naive_cap=45)  # fmt: skip
