@@ -65,18 +65,23 @@ class Timed:
     seconds: float
 
 
+def internal_error(message: OutboundMessage) -> PermanentError:
+    """For an exception that is not a provider's answer: a bug in an adapter fails that
+    one delivery with a reason instead of crashing the worker or the batch."""
+    logger.exception("delivery %s: unexpected error in the %s adapter",
+                     message.delivery_id, message.channel)  # fmt: skip
+    return PermanentError("internal_error", "unexpected error while sending; see logs")
+
+
 def send_timed(send, message: OutboundMessage) -> Timed:
-    """Calls `send`, turning every failure into a ChannelError: a bug in an adapter fails
-    that one delivery with a reason instead of crashing the worker or the batch."""
+    """Calls `send`, turning every failure into a ChannelError, and times the provider."""
     started = time.monotonic()
     try:
         answer = send(message)
     except ChannelError as error:
         answer = error
     except Exception:
-        logger.exception("delivery %s: unexpected error in the %s adapter",
-                         message.delivery_id, message.channel)  # fmt: skip
-        answer = PermanentError("internal_error", "unexpected error while sending; see logs")
+        answer = internal_error(message)
     return Timed(answer, time.monotonic() - started)
 
 
@@ -93,9 +98,14 @@ class Now:
         return None
 
 
-def sleep_until(slot: Slot) -> None:
-    while (pause := slot.delay()) is not None:
-        time.sleep(pause)
+def send_when_due(send, message: OutboundMessage, slot: Slot) -> Timed:
+    """Waits for the slot (which may fail: the shared limiter out of reach), then sends."""
+    try:
+        while (pause := slot.delay()) is not None:
+            time.sleep(pause)
+    except ChannelError as error:
+        return Timed(error, 0.0)
+    return send_timed(send, message)
 
 
 class ChannelAdapter:
@@ -107,12 +117,7 @@ class ChannelAdapter:
     def send_batch(self, batch: list[tuple[OutboundMessage, Slot]]) -> list[Timed]:
         """Sends each message when its slot says so, one after the other. Adapters that
         talk to a remote provider overlap the waits instead."""
-        return [send_timed(lambda m, s=slot: self._send_in(m, s), message)
-                for message, slot in batch]  # fmt: skip
-
-    def _send_in(self, message: OutboundMessage, slot: Slot) -> SendResult:
-        sleep_until(slot)
-        return self.send(message)
+        return [send_when_due(self.send, message, slot) for message, slot in batch]
 
 
 class _Threads:
@@ -137,6 +142,6 @@ class ConcurrentHttpAdapter(ChannelAdapter):
         if len(batch) < 2:
             return super().send_batch(batch)
         pool = _thread_pool(self.threads)
-        futures = [pool.submit(send_timed, lambda m, s=slot: self._send_in(m, s), message)
+        futures = [pool.submit(send_when_due, self.send, message, slot)
                    for message, slot in batch]  # fmt: skip
         return [future.result() for future in futures]

@@ -65,7 +65,7 @@ return answer
 
 
 @dataclass(frozen=True)
-class Slot:
+class Reservation:
     reserved: bool  # True: a send may go after `wait`; False: nothing was taken
     wait: float  # seconds
 
@@ -83,7 +83,7 @@ def limit_for(channel: str) -> ChannelLimit | None:
     return ChannelLimit(*rates) if rates else None
 
 
-def reserve_slots(channel: str, recipients: list[str], max_wait: float = 0.0) -> list[Slot]:
+def reserve_slots(channel: str, recipients: list[str], max_wait: float = 0.0) -> list[Reservation]:
     """A slot per recipient, in order: reserved when it comes within `max_wait` seconds.
 
     A batch reserves its sends ahead and each goes at its slot, so the limit holds across
@@ -92,7 +92,7 @@ def reserve_slots(channel: str, recipients: list[str], max_wait: float = 0.0) ->
     """
     limit = limit_for(channel)
     if limit is None:
-        return [Slot(True, 0.0) for _ in recipients]
+        return [Reservation(True, 0.0) for _ in recipients]
     if not recipients:
         return []
     keys = [f"ratelimit:{channel}", *(f"ratelimit:{channel}:{r}" for r in recipients)]
@@ -104,7 +104,10 @@ def reserve_slots(channel: str, recipients: list[str], max_wait: float = 0.0) ->
         int(1_000_000 / limit.per_recipient_per_second),
         int(max_wait * 1_000_000),
     )
-    return [Slot(bool(answer[i]), int(answer[i + 1]) / 1_000_000) for i in range(0, len(answer), 2)]
+    return [
+        Reservation(bool(answer[i]), int(answer[i + 1]) / 1_000_000)
+        for i in range(0, len(answer), 2)
+    ]
 
 
 def take_token(channel: str, recipient: str) -> float:

@@ -31,6 +31,7 @@ from channels_app.base import (
     Slot,
     Timed,
     TransientError,
+    internal_error,
 )
 from channels_app.formatting import split_parts
 
@@ -115,18 +116,19 @@ class TelegramChannel(ChannelAdapter):
         return _run(send_all, self._key)
 
     async def _send_at(self, bot: Bot, message: OutboundMessage, slot: Slot) -> Timed:
-        started = time.monotonic()
+        """base.send_when_due on the event loop."""
         try:
             while (pause := slot.delay()) is not None:
                 await asyncio.sleep(pause)
-            started = time.monotonic()
+        except ChannelError as error:
+            return Timed(error, 0.0)
+        started = time.monotonic()
+        try:
             answer = await self._send(bot, message)
         except ChannelError as error:
             answer = error
         except Exception:
-            logger.exception("delivery %s: unexpected error in the telegram adapter",
-                             message.delivery_id)  # fmt: skip
-            answer = PermanentError("internal_error", "unexpected error while sending; see logs")
+            answer = internal_error(message)
         return Timed(answer, time.monotonic() - started)
 
     async def _send(self, bot: Bot, message: OutboundMessage) -> SendResult:

@@ -25,9 +25,11 @@ from redis.exceptions import RedisError
 
 from channels_app.base import (
     ChannelError,
+    Now,
     OutboundMessage,
     RecipientBlocked,
     SendResult,
+    Slot,
     Timed,
     TransientError,
 )
@@ -63,7 +65,7 @@ class _Claim:
     delivery: Delivery
     attempt: DeliveryAttempt
     outbound: OutboundMessage
-    slot: SendSlot  # when it may go: the rate-limit slot reserved for it
+    slot: Slot  # when it may go: the rate-limit slot reserved for it
 
 
 @dataclass
@@ -280,10 +282,10 @@ def _mark_sending(go: list[_Ready], now: datetime) -> list[_Claim]:
     ]
 
 
-def _slot(item: _Ready) -> SendSlot:
+def _slot(item: _Ready) -> Slot:
     if item.delivery.channel in ADDRESSED_CHANNELS:
         return SendSlot(item.moment, item.delivery.channel, item.address)
-    return SendSlot(0.0)
+    return Now()  # the web inbox has no rate limit
 
 
 def _outbound(item: _Ready) -> OutboundMessage:
