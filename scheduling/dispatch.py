@@ -10,10 +10,11 @@ from datetime import datetime, timedelta
 from functools import partial
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from patients.models import Contact
+from scheduling.bulk_sql import update_rows
 from scheduling.models import Delivery, DeliveryStatus, MessageStatus, ScheduledMessage
 from scheduling.occurrences import Occurrence, Schedule
 from scheduling.queueing import enqueue_with_backpressure, release_held_deliveries
@@ -60,7 +61,9 @@ def _dispatch_batch(now: datetime, batch_size: int) -> int:
         deliveries += _deliveries_due(message, now)
         message.updated_at = now
     _assign_contacts(deliveries)
-    _advance(messages, now)
+    # Each message's next occurrence, in one statement (scheduling/bulk_sql.py).
+    update_rows(ScheduledMessage, messages,
+                ["next_occurrence_at", "next_run_at", "status", "updated_at"])  # fmt: skip
     # On conflict (the occurrence already has a delivery) the existing row comes back
     # unchanged and is enqueued again, which is harmless: deliver_message claims it once.
     deliveries = Delivery.objects.bulk_create(
@@ -72,20 +75,6 @@ def _dispatch_batch(now: datetime, batch_size: int) -> int:
     to_send = [(d.pk, d.channel) for d in deliveries if d.status == DeliveryStatus.QUEUED]
     transaction.on_commit(partial(enqueue_with_backpressure, to_send))
     return len(messages)
-
-
-def _advance(messages: list[ScheduledMessage], now: datetime) -> None:
-    """Writes each message's next occurrence in one statement. Django's bulk_update builds
-    a CASE per column and row, which cost seconds for a batch of thousands."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "UPDATE scheduling_scheduledmessage AS m SET next_occurrence_at = v.occurrence, "
-            "next_run_at = v.run, status = v.status, updated_at = %s "
-            "FROM unnest(%s::bigint[], %s::timestamptz[], %s::timestamptz[], %s::text[]) "
-            "AS v(id, occurrence, run, status) WHERE m.id = v.id",
-            [now, [m.pk for m in messages], [m.next_occurrence_at for m in messages],
-             [m.next_run_at for m in messages], [m.status for m in messages]],
-        )  # fmt: skip
 
 
 def _assign_contacts(deliveries: list[Delivery]) -> None:

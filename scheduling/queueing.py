@@ -56,20 +56,18 @@ def enqueue_deliveries(items: list[tuple[int, str]], countdown: float | None = N
 
 def requeue_waiting(outcomes) -> None:
     """Publishes again the deliveries of a batch that must come back later: those waiting
-    for a rate-limit slot or a breaker go together, at the soonest of their waits (the
-    limiter reserves slots for them again then); a retry after a failure goes alone, at
-    its own backoff."""
-    together: dict[str, list] = defaultdict(list)
+    for a rate-limit slot or a breaker go together (delivery.py gives each group one wait,
+    the soonest of its members'), a retry after a failure goes alone, at its own backoff."""
+    together: dict[tuple[str, float], list[int]] = defaultdict(list)
     for outcome in outcomes:
         if outcome.retry_in is None:
             continue
         if outcome.waiting_for:
-            together[outcome.channel].append(outcome)
+            together[(outcome.channel, outcome.retry_in)].append(outcome.delivery_id)
         else:
             enqueue_deliveries([(outcome.delivery_id, outcome.channel)], outcome.retry_in)
-    for channel, waiting in together.items():
-        soonest = min(o.retry_in for o in waiting)
-        enqueue_deliveries([(o.delivery_id, channel) for o in waiting], countdown=soonest)
+    for (channel, wait), ids in together.items():
+        enqueue_deliveries([(pk, channel) for pk in ids], countdown=wait)
 
 
 def batch_ids(argument) -> list[int] | None:
