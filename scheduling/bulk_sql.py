@@ -6,7 +6,7 @@ time for 25 rows and 7 columns). One UPDATE ... FROM unnest(...) carries the sam
 as arrays, and PostgreSQL joins them to the rows.
 """
 
-from django.db import connection, models
+from django.db import connections, models, router
 
 
 def update_rows(model: type[models.Model], objects: list[models.Model], fields: list[str]):
@@ -14,6 +14,7 @@ def update_rows(model: type[models.Model], objects: list[models.Model], fields: 
     if not objects:
         return
     meta = model._meta
+    connection = _connection(model)
     columns = [meta.get_field(name) for name in fields]
     key = meta.pk
     names = [key.column, *(c.column for c in columns)]
@@ -28,3 +29,40 @@ def update_rows(model: type[models.Model], objects: list[models.Model], fields: 
             f"FROM unnest({arrays}) AS v({', '.join(names)}) WHERE t.{key.column} = v.{key.column}",
             values,
         )
+
+
+def insert_rows(model: type[models.Model], objects: list[models.Model], *, unique: list[str],
+                touch: str, returning: list[str]) -> list[tuple]:  # fmt: skip
+    """Inserts the objects' rows in one INSERT ... SELECT FROM unnest(...). A row whose
+    `unique` fields match an existing row only sets that row's `touch` field. Returns the
+    `returning` fields of every row, inserted or existing, as they are in the table.
+
+    Django's bulk_create would send one placeholder per value (19 per delivery) and
+    prepare each through the compiler; for 10,000 deliveries that was half of the
+    dispatcher's time."""
+    if not objects:
+        return []
+    meta = model._meta
+    connection = _connection(model)
+    fields = [f for f in meta.concrete_fields if not f.primary_key]
+    arrays = ", ".join(f"%s::{field.db_type(connection)}[]" for field in fields)
+    values = [[f.get_db_prep_save(f.pre_save(o, True), connection) for o in objects]
+              for f in fields]  # fmt: skip
+    conflict = ", ".join(meta.get_field(name).column for name in unique)
+    touched = meta.get_field(touch).column
+    answer = ", ".join(meta.get_field(name).column for name in returning)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {meta.db_table} ({', '.join(f.column for f in fields)}) "  # noqa: S608
+            f"SELECT * FROM unnest({arrays}) ON CONFLICT ({conflict}) "
+            f"DO UPDATE SET {touched} = EXCLUDED.{touched} RETURNING {answer}",
+            values,
+        )
+        return cursor.fetchall()
+
+
+def _connection(model: type[models.Model]):
+    """The connection itself: each value is prepared with it, and `django.db.connection`
+    is a proxy whose every attribute look-up costs a call (a tenth of the dispatcher's
+    time for 10,000 deliveries)."""
+    return connections[router.db_for_write(model)]

@@ -14,7 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from patients.models import Contact
-from scheduling.bulk_sql import update_rows
+from scheduling.bulk_sql import insert_rows, update_rows
 from scheduling.models import Delivery, DeliveryStatus, MessageStatus, ScheduledMessage
 from scheduling.occurrences import Occurrence, Schedule
 from scheduling.queueing import enqueue_with_backpressure, release_held_deliveries
@@ -32,8 +32,18 @@ def due_messages(now: datetime, limit: int):
         ScheduledMessage.objects.filter(status=MessageStatus.ACTIVE, next_run_at__lte=now)
         .order_by("next_run_at")
         .select_related("patient")
+        .only(*DISPATCH_FIELDS)
         .select_for_update(skip_locked=True, of=("self",))[:limit]
     )
+
+
+# What dispatching reads: loading whole rows (the content, the metadata, the patient's
+# name and dates) was a fifth of the time of dispatching 10,000 messages.
+DISPATCH_FIELDS = (
+    "channel", "status", "starts_at", "next_run_at", "next_occurrence_at", "recurrence",
+    "timezone", "ignore_quiet_hours", "delivery_window_seconds", "updated_at",
+    "patient__timezone", "patient__quiet_hours_start", "patient__quiet_hours_end",
+)  # fmt: skip
 
 
 def dispatch_due(*, now: datetime | None = None, batch_size: int | None = None) -> int:
@@ -64,15 +74,11 @@ def _dispatch_batch(now: datetime, batch_size: int) -> int:
     # Each message's next occurrence, in one statement (scheduling/bulk_sql.py).
     update_rows(ScheduledMessage, messages,
                 ["next_occurrence_at", "next_run_at", "status", "updated_at"])  # fmt: skip
-    # On conflict (the occurrence already has a delivery) the existing row comes back
-    # unchanged and is enqueued again, which is harmless: deliver_message claims it once.
-    deliveries = Delivery.objects.bulk_create(
-        deliveries,
-        update_conflicts=True,
-        unique_fields=["message", "occurrence_at"],
-        update_fields=["updated_at"],
-    )
-    to_send = [(d.pk, d.channel) for d in deliveries if d.status == DeliveryStatus.QUEUED]
+    # On conflict (the occurrence already has a delivery) the existing row is left as it
+    # is, and is enqueued again only while it is still queued: deliver_message claims it once.
+    rows = insert_rows(Delivery, deliveries, unique=["message", "occurrence_at"],
+                       touch="updated_at", returning=["id", "channel", "status"])  # fmt: skip
+    to_send = [(pk, channel) for pk, channel, status in rows if status == DeliveryStatus.QUEUED]
     transaction.on_commit(partial(enqueue_with_backpressure, to_send))
     return len(messages)
 
@@ -82,13 +88,13 @@ def _assign_contacts(deliveries: list[Delivery]) -> None:
     not look it up per send (it still checks the contact is not blocked by then)."""
     patient_ids = {d.message.patient_id for d in deliveries}
     first = {}
-    for contact in Contact.objects.filter(
-        patient_id__in=patient_ids, blocked_at__isnull=True
-    ).order_by("-id"):
-        first[(contact.patient_id, contact.channel)] = contact
+    usable = Contact.objects.filter(patient_id__in=patient_ids, blocked_at__isnull=True)
+    for pk, patient_id, channel in usable.order_by("-id").values_list(
+        "pk", "patient_id", "channel"
+    ):
+        first[(patient_id, channel)] = pk
     for delivery in deliveries:
-        contact = first.get((delivery.message.patient_id, delivery.channel))
-        delivery.contact_id = contact.pk if contact else None
+        delivery.contact_id = first.get((delivery.message.patient_id, delivery.channel))
 
 
 def _deliveries_due(message: ScheduledMessage, now: datetime) -> list[Delivery]:

@@ -197,3 +197,51 @@ def test_an_idle_tick_reads_only_the_due_index_and_writes_nothing(patient):
         cursor.execute(f"EXPLAIN {sql}", params)
         plan = "\n".join(row[0] for row in cursor.fetchall())
     assert "message_due_idx" in plan, plan
+
+
+def test_dispatching_costs_the_same_queries_for_ten_messages_as_for_one(make_patient):
+    """Dispatch reads only some columns of a message and its patient; one it had left out
+    would be loaded by a query per message."""
+    from datetime import time as clock
+
+    def dispatch_queries(count: int) -> int:
+        for _ in range(count):
+            patient = make_patient(zone="America/New_York")
+            patient.quiet_hours_start, patient.quiet_hours_end = clock(22), clock(7)
+            patient.save()
+            message = message_schedule(
+                patient=patient,
+                content="daily",
+                starts_at=ago(30),
+                recurrence="FREQ=DAILY",
+                zone_name="Asia/Tokyo",
+            )
+            ScheduledMessage.objects.filter(pk=message.pk).update(
+                next_occurrence_at=message.starts_at, next_run_at=message.starts_at
+            )
+        with CaptureQueriesContext(connection) as queries:
+            assert dispatch_due() == count
+        return len(queries.captured_queries)
+
+    assert dispatch_queries(1) == dispatch_queries(10)
+    assert Delivery.objects.count() == 11
+    assert not ScheduledMessage.objects.filter(next_run_at__lte=timezone.now()).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_occurrence_already_sent_is_not_enqueued_again_and_a_queued_one_is(make_patient, broker):
+    sent, queued = (message_schedule(patient=make_patient(), content=name, starts_at=ago(1))
+                    for name in ("sent", "queued"))  # fmt: skip
+    dispatch_due()
+    Delivery.objects.filter(message=sent).update(status=DeliveryStatus.SENT)
+    broker.flush()
+    # An operator (or a bug) puts both messages back on the occurrence they just had.
+    for message in (sent, queued):
+        ScheduledMessage.objects.filter(pk=message.pk).update(
+            status=MessageStatus.ACTIVE, next_run_at=message.starts_at
+        )
+
+    dispatch_due()
+
+    assert broker.queued_deliveries("deliver.telegram") == [queued.deliveries.get().pk]
+    assert sent.deliveries.get().status == DeliveryStatus.SENT

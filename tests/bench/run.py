@@ -254,7 +254,7 @@ def end_to_end(sizes: Sizes, log_dir: Path, ceiling_rate: float) -> list[Row]:
 
     reset_state()
     create_due_messages(sizes.end_to_end, due_in=8)
-    fake = FakeTelegram().start()
+    fake = FakeTelegram(keep_alive=True).start()
     processes = Processes(log_dir, {"TELEGRAM_API_BASE_URL": fake.base_url,
                                     "DELIVERY_RATE_LIMIT_ENABLED": "false"})  # fmt: skip
     processes.worker("e2e", "scheduler,deliver.telegram", "--concurrency", "2")
@@ -295,7 +295,7 @@ def slow_provider(sizes: Sizes, log_dir: Path) -> list[Row]:
         count = max(60, sizes.slow_provider // share)
         reset_state()
         create_due_messages(count, due_in=6)
-        fake = FakeTelegram(delay=0.15).start()
+        fake = FakeTelegram(delay=0.15, keep_alive=True).start()
         processes = Processes(log_dir, {"TELEGRAM_API_BASE_URL": fake.base_url,
                                         "DELIVERY_RATE_LIMIT_ENABLED": "false",
                                         "DELIVERY_BATCH_SIZE": str(batch)})  # fmt: skip
@@ -324,7 +324,7 @@ def steady_load(sizes: Sizes, log_dir: Path) -> list[Row]:
     reset_state()
     count = 100 * sizes.steady_seconds
     create_due_messages(count, due_in=10, per_second=100)
-    fake = FakeTelegram().start()
+    fake = FakeTelegram(keep_alive=True).start()
     tick = str(settings.SCHEDULER_TICK_DEFAULT)
     processes = Processes(log_dir, {"TELEGRAM_API_BASE_URL": fake.base_url,
                                     "DELIVERY_RATE_LIMIT_ENABLED": "false",
@@ -399,7 +399,7 @@ def provider_limits(sizes: Sizes, log_dir: Path) -> list[Row]:
 
     reset_state()
     create_due_messages(sizes.limited, due_in=6)
-    fake = FakeTelegram(global_per_second=30, per_chat_per_second=1).start()
+    fake = FakeTelegram(global_per_second=30, per_chat_per_second=1, keep_alive=True).start()
     processes = Processes(log_dir, {"TELEGRAM_API_BASE_URL": fake.base_url})
     processes.worker("scheduler", "scheduler", "--concurrency", "1")
     for n in range(4):
@@ -451,7 +451,7 @@ def worker_memory(sizes: Sizes, log_dir: Path) -> list[Row]:
     early, late = sizes.memory
     reset_state()
     create_due_messages(late, due_in=8)
-    fake = FakeTelegram().start()
+    fake = FakeTelegram(keep_alive=True).start()
     processes = Processes(log_dir, {"TELEGRAM_API_BASE_URL": fake.base_url,
                                     "DELIVERY_RATE_LIMIT_ENABLED": "false",
                                     "DISPATCH_MAX_QUEUED_PER_CHANNEL": "5000"})  # fmt: skip

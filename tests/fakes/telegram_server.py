@@ -11,6 +11,10 @@ Modes for the chaos tests (off by default, set with the constructor or configure
 - delay: answer after that many seconds, or a random time in a (low, high) range;
 - outage(status): answer every call with that 5xx status until outage(None).
 Scripted answers always come first.
+
+keep_alive=True answers in HTTP/1.1 and keeps each connection open for the next call, as
+Telegram does (the benchmarks use it). Off by default: a test's in-process client could
+otherwise reuse a connection to an earlier test's stopped fake.
 """
 
 import json
@@ -115,7 +119,9 @@ class FakeTelegram:
         failure_rate: float = 0.0,
         delay: float | tuple[float, float] = 0.0,
         seed: int | None = None,
+        keep_alive: bool = False,
     ) -> None:
+        self._keep_alive = keep_alive
         self._lock = threading.Lock()
         self._state = _State()
         self._modes = _Modes()
@@ -286,6 +292,8 @@ class FakeTelegram:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1" if fake._keep_alive else "HTTP/1.0"
+
             def log_message(self, format, *args) -> None:  # noqa: A002 - stdlib signature
                 pass
 
