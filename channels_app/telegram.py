@@ -1,6 +1,7 @@
 """Telegram through python-telegram-bot's Bot, against TELEGRAM_API_BASE_URL."""
 
 import asyncio
+import atexit
 import logging
 import os
 import threading
@@ -18,7 +19,6 @@ from telegram.error import (
     RetryAfter,
     TelegramError,
 )
-from telegram.request import HTTPXRequest
 
 from channels_app.base import (
     ChannelAdapter,
@@ -34,6 +34,7 @@ from channels_app.base import (
     internal_error,
 )
 from channels_app.formatting import split_parts
+from channels_app.telegram_request import AiohttpRequest
 
 logger = logging.getLogger(__name__)
 
@@ -63,18 +64,26 @@ def _run(coroutine_factory, key: tuple[str, str, float, int]):
         _session.bots = {}
     bot = _session.bots.get(key)
     if bot is None:
+        # Settings changed (in tests, a new fake server each time): the old client goes.
+        _close_clients()
         token, base_url, timeout, connections = key
-        request = HTTPXRequest(
-            connection_pool_size=connections,
-            connect_timeout=timeout,
-            read_timeout=timeout,
-            write_timeout=timeout,
-            pool_timeout=timeout,
-        )
+        request = AiohttpRequest(connections=connections, timeout=timeout)
         bot = Bot(token, base_url=f"{base_url}/bot", request=request)
         _session.bots[key] = bot
         _session.loop.run_until_complete(_warm_up(bot))
     return _session.loop.run_until_complete(coroutine_factory(bot))
+
+
+def _close_clients() -> None:
+    """Closes this thread's Telegram clients and their connections."""
+    if _session.loop is not None and not _session.loop.is_running():
+        for bot in _session.bots.values():
+            _session.loop.run_until_complete(bot.shutdown())
+    _session.bots = {}
+
+
+# At exit, so that no open connection pool is left for the garbage collector to report.
+atexit.register(_close_clients)
 
 
 async def _warm_up(bot: Bot) -> None:

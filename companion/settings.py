@@ -1,5 +1,6 @@
 """All configuration, read from the environment (see companion/env.py and README)."""
 
+import os
 from pathlib import Path
 
 import dj_database_url
@@ -125,6 +126,13 @@ CELERY_TASK_QUEUES = [Queue(SCHEDULER_QUEUE), *(Queue(q) for q in DELIVERY_QUEUE
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Two pool processes per core: a delivery process waits for the provider's answers for
+# most of a batch (150 ms against about 65 ms of CPU for 25 sends), and another process
+# uses the core meanwhile (docs/design-decisions.md, Throughput). In a container with a
+# CPU limit, set it to twice the limit: the host's core count is what Python sees.
+CELERY_WORKER_CONCURRENCY = env.integer(
+    "CELERY_WORKER_CONCURRENCY", 2 * len(os.sched_getaffinity(0)), minimum=1, maximum=64
+)
 # Sends in progress when the broker connection drops finish and are acknowledged late;
 # cancelling them (Celery 6's default) would send them again: keep today's behaviour.
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
@@ -288,6 +296,7 @@ LOGGING = {
     "loggers": {
         # httpx logs every request URL, and a Telegram URL carries the bot token.
         "httpx": {"level": "WARNING"},
+        "aiohttp": {"level": "WARNING"},
         "httpcore": {"level": "WARNING"},
     },
 }

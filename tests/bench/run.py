@@ -250,6 +250,8 @@ def ceiling(sizes: Sizes, log_dir: Path) -> tuple[list[Row], float]:
 
 def end_to_end(sizes: Sizes, log_dir: Path, ceiling_rate: float) -> list[Row]:
     """2. One-time messages due at once, provider answering at once, limiter off."""
+    from django.conf import settings
+
     from tests.fakes.telegram_server import FakeTelegram
 
     reset_state()
@@ -257,7 +259,7 @@ def end_to_end(sizes: Sizes, log_dir: Path, ceiling_rate: float) -> list[Row]:
     fake = FakeTelegram(keep_alive=True).start()
     processes = Processes(log_dir, {"TELEGRAM_API_BASE_URL": fake.base_url,
                                     "DELIVERY_RATE_LIMIT_ENABLED": "false"})  # fmt: skip
-    processes.worker("e2e", "scheduler,deliver.telegram", "--concurrency", "2")
+    processes.worker("e2e", "scheduler,deliver.telegram")
     processes.beat()
     try:
         wait_until(lambda: sent_count() >= sizes.end_to_end, 600, step=0.5)
@@ -266,7 +268,8 @@ def end_to_end(sizes: Sizes, log_dir: Path, ceiling_rate: float) -> list[Row]:
         fake.stop()
     figures = delivery_figures()
     target = 0.5 * ceiling_rate
-    name = f"2. end to end, {sizes.end_to_end} due at once, instant provider"
+    name = (f"2. end to end, {sizes.end_to_end} due at once, instant provider, one worker "
+            f"(prefork {settings.CELERY_WORKER_CONCURRENCY})")  # fmt: skip
     return [
         Row(name, "deliveries/s", figures["rate"], "/s", f">= {target:.0f} (0.5x ceiling)",
             figures["rate"] >= target),
@@ -288,7 +291,8 @@ def slow_provider(sizes: Sizes, log_dir: Path) -> list[Row]:
         ("prefork 2, one message per task", ["--pool", "prefork", "--concurrency", "2"], 1, 20),
         ("threads 100, one message per task", ["--pool", "threads", "--concurrency", "100"],
          1, 5),
-        ("prefork 2, batches of 25 (the default)", ["--pool", "prefork", "--concurrency", "2"],
+        ("prefork 2, batches of 25", ["--pool", "prefork", "--concurrency", "2"], 25, 2),
+        ("prefork 4, batches of 25 (the default)", ["--pool", "prefork", "--concurrency", "4"],
          25, 1),
     ]  # fmt: skip
     for label, pool, batch, share in alternatives:
@@ -329,7 +333,7 @@ def steady_load(sizes: Sizes, log_dir: Path) -> list[Row]:
     processes = Processes(log_dir, {"TELEGRAM_API_BASE_URL": fake.base_url,
                                     "DELIVERY_RATE_LIMIT_ENABLED": "false",
                                     "SCHEDULER_TICK_SECONDS": tick})  # fmt: skip
-    processes.worker("steady", "scheduler,deliver.telegram", "--concurrency", "2")
+    processes.worker("steady", "scheduler,deliver.telegram")
     processes.beat()
     try:
         wait_until(lambda: sent_count() >= count, sizes.steady_seconds + 120, step=0.5)
@@ -446,6 +450,8 @@ def rss_mb(pid: int, with_children: bool = True) -> float:
 
 def worker_memory(sizes: Sizes, log_dir: Path) -> list[Row]:
     """7. The delivery worker's memory after few and after many deliveries."""
+    from django.conf import settings
+
     from tests.fakes.telegram_server import FakeTelegram
 
     early, late = sizes.memory
@@ -456,7 +462,7 @@ def worker_memory(sizes: Sizes, log_dir: Path) -> list[Row]:
                                     "DELIVERY_RATE_LIMIT_ENABLED": "false",
                                     "DISPATCH_MAX_QUEUED_PER_CHANNEL": "5000"})  # fmt: skip
     processes.worker("dispatcher", "scheduler", "--concurrency", "1")
-    worker = processes.worker("memory", "deliver.telegram", "--concurrency", "2")
+    worker = processes.worker("memory", "deliver.telegram")
     processes.beat()
     try:
         wait_until(lambda: sent_count() >= early, 600, step=0.2)
@@ -467,7 +473,9 @@ def worker_memory(sizes: Sizes, log_dir: Path) -> list[Row]:
         processes.stop()
         fake.stop()
     growth = after_late / after_early - 1
-    name = "7. delivery worker memory (prefork 2, main + children)"
+    name = (
+        f"7. delivery worker memory (prefork {settings.CELERY_WORKER_CONCURRENCY}, main + children)"
+    )
     return [
         Row(name, f"RSS after {early:,} deliveries", after_early, "MB", "", None),
         Row(name, f"RSS after {late:,} deliveries", after_late, "MB", "", None),
