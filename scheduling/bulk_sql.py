@@ -4,8 +4,13 @@ Django's bulk_update builds a CASE expression per column and row; profiled on th
 delivery path, building them cost more CPU than the whole send (about half a batch's
 time for 25 rows and 7 columns). One UPDATE ... FROM unnest(...) carries the same values
 as arrays, and PostgreSQL joins them to the rows.
+
+The arrays go to PostgreSQL as bound parameters in binary (`%b`). Django's psycopg cursor
+binds on the client: it quotes every element of every array into the SQL text in Python,
+which was a sixth of the dispatcher's time for 10,000 due messages.
 """
 
+import psycopg
 from django.db import connections, models, router
 
 
@@ -18,17 +23,17 @@ def update_rows(model: type[models.Model], objects: list[models.Model], fields: 
     columns = [meta.get_field(name) for name in fields]
     key = meta.pk
     names = [key.column, *(c.column for c in columns)]
-    arrays = ", ".join(f"%s::{field.db_type(connection)}[]" for field in [key, *columns])
+    arrays = ", ".join(f"%b::{field.db_type(connection)}[]" for field in [key, *columns])
     assignments = ", ".join(f"{c.column} = v.{c.column}" for c in columns)
     values = [[o.pk for o in objects]] + [
         [c.get_db_prep_value(getattr(o, c.attname), connection) for o in objects] for c in columns
     ]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {meta.db_table} AS t SET {assignments} "  # noqa: S608 - names from the model
-            f"FROM unnest({arrays}) AS v({', '.join(names)}) WHERE t.{key.column} = v.{key.column}",
-            values,
-        )
+    _execute(
+        connection,
+        f"UPDATE {meta.db_table} AS t SET {assignments} "  # noqa: S608 - names from the model
+        f"FROM unnest({arrays}) AS v({', '.join(names)}) WHERE t.{key.column} = v.{key.column}",
+        values,
+    )
 
 
 def insert_rows(model: type[models.Model], objects: list[models.Model], *, unique: list[str],
@@ -45,20 +50,29 @@ def insert_rows(model: type[models.Model], objects: list[models.Model], *, uniqu
     meta = model._meta
     connection = _connection(model)
     fields = [f for f in meta.concrete_fields if not f.primary_key]
-    arrays = ", ".join(f"%s::{field.db_type(connection)}[]" for field in fields)
+    arrays = ", ".join(f"%b::{field.db_type(connection)}[]" for field in fields)
     values = [[f.get_db_prep_save(f.pre_save(o, True), connection) for o in objects]
               for f in fields]  # fmt: skip
     conflict = ", ".join(meta.get_field(name).column for name in unique)
     touched = meta.get_field(touch).column
     answer = ", ".join(meta.get_field(name).column for name in returning)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {meta.db_table} ({', '.join(f.column for f in fields)}) "  # noqa: S608
-            f"SELECT * FROM unnest({arrays}) ON CONFLICT ({conflict}) "
-            f"DO UPDATE SET {touched} = EXCLUDED.{touched} RETURNING {answer}",
-            values,
-        )
-        return cursor.fetchall()
+    return _execute(
+        connection,
+        f"INSERT INTO {meta.db_table} ({', '.join(f.column for f in fields)}) "  # noqa: S608
+        f"SELECT * FROM unnest({arrays}) ON CONFLICT ({conflict}) "
+        f"DO UPDATE SET {touched} = EXCLUDED.{touched} RETURNING {answer}",
+        values,
+    )
+
+
+def _execute(connection, sql: str, params: list) -> list[tuple]:
+    """Runs one statement with server-side binding, inside the connection's transaction,
+    with errors as Django's; returns its rows, if any."""
+    connection.ensure_connection()
+    connection.validate_no_broken_transaction()
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall() if cursor.description else []
 
 
 def _connection(model: type[models.Model]):

@@ -34,9 +34,13 @@ class MessageKind(models.TextChoices):
 class ScheduledMessage(models.Model):
     """What to send to whom, and when: one time, or by an RFC 5545 recurrence rule."""
 
-    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="+")
+    # No index of their own: the (patient, status) and (organization, status) indexes
+    # below start with them, and every index is one more write per dispatched message.
+    organization = models.ForeignKey(
+        Organization, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
     patient = models.ForeignKey(
-        Patient, on_delete=models.CASCADE, related_name="scheduled_messages"
+        Patient, on_delete=models.CASCADE, related_name="scheduled_messages", db_index=False
     )
     channel = models.CharField(max_length=16, choices=Channel.choices)
     channel_fixed = models.BooleanField(
@@ -153,8 +157,9 @@ FINAL_DELIVERY_STATUSES = frozenset(
 class Delivery(models.Model):
     """One occurrence of a message on its way to one patient."""
 
+    # Indexed by the unique (message, occurrence_at) constraint below.
     message = models.ForeignKey(
-        ScheduledMessage, on_delete=models.CASCADE, related_name="deliveries"
+        ScheduledMessage, on_delete=models.CASCADE, related_name="deliveries", db_index=False
     )
     occurrence_at = models.DateTimeField()
     channel = models.CharField(max_length=16, choices=Channel.choices)
