@@ -25,7 +25,10 @@ from tests.chaos.conftest import (
 
 pytestmark = pytest.mark.chaos
 
-DELIVERIES = 1000
+# 80 tasks of 25 for 12 pool processes: at the last kill (600 sends) both workers still
+# have batches in flight. With 1,000, the last batches could all sit with one worker and
+# the other have nothing to kill mid-send.
+DELIVERIES = 2000
 # (worker, what to kill, after how many sends the fake accepted)
 KILLS = [("a", "worker", 150), ("b", "pool process", 300), ("b", "worker", 450),
          ("a", "pool process", 600)]  # fmt: skip
