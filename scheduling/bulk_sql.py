@@ -23,7 +23,7 @@ def update_rows(model: type[models.Model], objects: list[models.Model], fields: 
     columns = [meta.get_field(name) for name in fields]
     key = meta.pk
     names = [key.column, *(c.column for c in columns)]
-    arrays = ", ".join(f"%b::{field.db_type(connection)}[]" for field in [key, *columns])
+    arrays = _array_parameters([key, *columns], connection)
     assignments = ", ".join(f"{c.column} = v.{c.column}" for c in columns)
     values = [[o.pk for o in objects]] + [
         [c.get_db_prep_value(getattr(o, c.attname), connection) for o in objects] for c in columns
@@ -50,7 +50,7 @@ def insert_rows(model: type[models.Model], objects: list[models.Model], *, uniqu
     meta = model._meta
     connection = _connection(model)
     fields = [f for f in meta.concrete_fields if not f.primary_key]
-    arrays = ", ".join(f"%b::{field.db_type(connection)}[]" for field in fields)
+    arrays = _array_parameters(fields, connection)
     values = [[f.get_db_prep_save(f.pre_save(o, True), connection) for o in objects]
               for f in fields]  # fmt: skip
     conflict = ", ".join(meta.get_field(name).column for name in unique)
@@ -63,6 +63,11 @@ def insert_rows(model: type[models.Model], objects: list[models.Model], *, uniqu
         f"DO UPDATE SET {touched} = EXCLUDED.{touched} RETURNING {answer}",
         values,
     )
+
+
+def _array_parameters(fields: list[models.Field], connection) -> str:
+    """One binary array parameter per field, cast to the column's type."""
+    return ", ".join(f"%b::{field.db_type(connection)}[]" for field in fields)
 
 
 def _execute(connection, sql: str, params: list) -> list[tuple]:
