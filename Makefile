@@ -34,6 +34,7 @@ run: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 	DJANGO_SECRET_KEY=lint $(BIN)/python manage.py makemigrations --check --dry-run
 
 # The chaos tests (tests/chaos: kill -9, Redis and PostgreSQL faults) are part of it.

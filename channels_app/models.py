@@ -1,4 +1,3 @@
-from auditlog.registry import auditlog
 from django.db import models
 
 from patients.models import Channel, Patient
@@ -37,41 +36,3 @@ class InboxMessage(models.Model):
 
     def __str__(self) -> str:
         return f"Inbox message #{self.pk}"
-
-
-class MessageTemplate(models.Model):
-    """A reminder written once, per organization and language, with {named} parameters.
-
-    Rows without an organization are the global defaults every clinic starts from.
-    """
-
-    organization = models.ForeignKey(
-        "patients.Organization", on_delete=models.CASCADE, null=True, blank=True,
-        related_name="templates", help_text="Empty: a global default.",
-    )  # fmt: skip
-    key = models.SlugField(max_length=64, help_text="e.g. medication_reminder")
-    language = models.CharField(max_length=16, help_text="e.g. en, de, pt-br")
-    body = models.TextField(help_text="Text with {name}-style parameters.")
-    format = models.CharField(max_length=8, default="text", choices=[("text", "Plain text"),
-                                                                     ("html", "HTML")])  # fmt: skip
-    updated_at = models.DateTimeField(auto_now=True)
-
-    class Meta:
-        ordering = ["key", "language"]
-        constraints = [
-            models.UniqueConstraint(
-                fields=["organization", "key", "language"], name="template_unique_per_org",
-                nulls_distinct=False,
-            )
-        ]  # fmt: skip
-
-    def __str__(self) -> str:
-        return f"{self.key} ({self.language})"
-
-    def clean(self) -> None:
-        from channels_app.message_templates import template_parameters
-
-        template_parameters(self.body)  # raises ValidationError naming a bad parameter
-
-
-auditlog.register(MessageTemplate, exclude_fields=["updated_at"])

@@ -3,7 +3,7 @@
 One POST to {TWILIO_API_BASE_URL}/2010-04-01/Accounts/{sid}/Messages.json per message:
 the text as plain text (Twilio concatenates up to 1600 characters; content.py refuses
 longer ones), from TWILIO_MESSAGING_SERVICE_SID when set, else TWILIO_FROM_NUMBER, with a
-StatusCallback to channels_app.callbacks when PUBLIC_BASE_URL is set. Twilio's error body
+StatusCallback to conversations.callbacks when PUBLIC_BASE_URL is set. Twilio's error body
 is {"code", "message", "more_info", "status"}; its `message` often repeats the phone
 number, so known codes get our own text and others have numbers removed.
 

@@ -35,7 +35,7 @@ from scheduling.models import (
     Delivery,
     DeliveryStatus,
 )
-from scheduling.queueing import PUBLISH_RETRY_POLICY
+from scheduling.queueing import CARE_TEAM_ALERT_TASK, publish_task
 
 logger = logging.getLogger(__name__)
 
@@ -94,13 +94,9 @@ def _alert_for(ack: Acknowledgement, delivery: Delivery, now: datetime) -> CareT
 
 
 def enqueue_alert(alert_id: int, countdown: float | None = None) -> None:
-    from scheduling.tasks import send_care_team_alert
-
     try:
-        send_care_team_alert.apply_async(
-            (alert_id,), queue=settings.DELIVERY_QUEUES[_alert_channel(alert_id)],
-            countdown=countdown, retry_policy=PUBLISH_RETRY_POLICY,
-        )  # fmt: skip
+        publish_task(CARE_TEAM_ALERT_TASK, (alert_id,), countdown=countdown,
+                     queue=settings.DELIVERY_QUEUES[_alert_channel(alert_id)])  # fmt: skip
     except OperationalError:
         logger.warning("broker unreachable; care team alert %s left for the next check", alert_id)
 

@@ -33,11 +33,11 @@ from channels_app.base import (
     Timed,
     TransientError,
 )
-from channels_app.bot.acknowledgements import acknowledgement_buttons, wants_buttons
 from channels_app.breaker import breaker_allow, breaker_record
 from channels_app.ratelimit import SendSlot, reserve_slots
 from channels_app.registry import ADDRESSED_CHANNELS, adapter_for
 from patients.models import Contact
+from scheduling.acknowledgements import acknowledgement_buttons, wants_buttons
 from scheduling.bulk_sql import update_rows
 from scheduling.models import (
     AttemptOutcome,

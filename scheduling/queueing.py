@@ -9,6 +9,7 @@ provider outage leaves Redis small and the database keeps the backlog.
 import logging
 from collections import defaultdict
 
+from celery import current_app
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
@@ -25,12 +26,22 @@ logger = logging.getLogger(__name__)
 # reaper hands them to the broker again once it is back.
 PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5}
 
+# Tasks are published by name, so that a module never imports the tasks module above it
+# (tasks.py imports the functions it runs). tasks.py registers each under these names.
+DELIVER_TASK = "scheduling.deliver_message"
+CARE_TEAM_ALERT_TASK = "scheduling.send_care_team_alert"
+
+
+def publish_task(name: str, args: tuple, *, queue: str, countdown: float | None = None) -> None:
+    """Sends the task named `name` to `queue`; raises kombu's OperationalError when the
+    broker stays unreachable through PUBLISH_RETRY_POLICY."""
+    current_app.send_task(name, args, queue=queue, countdown=countdown,
+                          retry_policy=PUBLISH_RETRY_POLICY)  # fmt: skip
+
 
 def enqueue_deliveries(items: list[tuple[int, str]], countdown: float | None = None) -> int:
     """Publish deliver_message for the (delivery id, channel) pairs, in batches of up to
     DELIVERY_BATCH_SIZE per channel; returns how many deliveries went out."""
-    from scheduling.tasks import deliver_message
-
     by_channel: dict[str, list[int]] = defaultdict(list)
     for delivery_id, channel in items:
         by_channel[channel].append(delivery_id)
@@ -40,12 +51,8 @@ def enqueue_deliveries(items: list[tuple[int, str]], countdown: float | None = N
         for start in range(0, len(ids), size):
             batch = ids[start : start + size]
             try:
-                deliver_message.apply_async(
-                    (batch,),
-                    queue=settings.DELIVERY_QUEUES[channel],
-                    countdown=countdown,
-                    retry_policy=PUBLISH_RETRY_POLICY,
-                )
+                publish_task(DELIVER_TASK, (batch,), queue=settings.DELIVERY_QUEUES[channel],
+                             countdown=countdown)  # fmt: skip
             except OperationalError:
                 logger.warning("broker unreachable; %d deliveries left for the reaper "
                                "(first id %s)", len(items) - published, batch[0])  # fmt: skip

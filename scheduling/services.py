@@ -11,10 +11,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from channels_app.content import validate_content
-from channels_app.message_templates import find_template, render_template, template_parameters
 from channels_app.registry import ADDRESSED_CHANNELS
-from companion.audit import record_action
+from patients.audit import record_action
 from patients.models import Channel, Contact, Patient
+from scheduling.message_templates import find_template, render_template
 from scheduling.models import (
     Delivery,
     DeliveryStatus,
@@ -29,6 +29,7 @@ from scheduling.recurrence import (
     resolve_local,
     rule_parts,
 )
+from scheduling.template_syntax import template_parameters
 
 logger = logging.getLogger(__name__)
 

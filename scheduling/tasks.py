@@ -8,6 +8,8 @@ from django.db import InterfaceError, OperationalError
 
 from scheduling import adherence, delivery, dispatch, heartbeat, recovery
 from scheduling.queueing import (
+    CARE_TEAM_ALERT_TASK,
+    DELIVER_TASK,
     PUBLISH_RETRY_POLICY,
     batch_ids,
     requeue_waiting,
@@ -30,7 +32,7 @@ def reap_stuck_deliveries() -> dict:
     return {"lease_expired": result.lease_expired, "requeued": result.requeued}
 
 
-@shared_task(name="scheduling.deliver_message", bind=True)
+@shared_task(name=DELIVER_TASK, bind=True)
 def deliver_message(self, delivery_ids: list[int] | int) -> dict[str, int]:
     """Delivers a batch of one channel's deliveries. A single id is accepted too, so a
     task published by an older release still runs after an upgrade."""
@@ -57,7 +59,7 @@ def mark_missed_doses() -> int:
     return adherence.mark_missed_doses()
 
 
-@shared_task(name="scheduling.send_care_team_alert")
+@shared_task(name=CARE_TEAM_ALERT_TASK)
 def send_care_team_alert(alert_id: int) -> None:
     retry_in = adherence.send_alert(alert_id)
     if retry_in is not None:

@@ -12,7 +12,7 @@ from tests.conftest import ago
 ADMIN_MODELS = [
     "patients_organization", "patients_patient", "patients_contact",
     "scheduling_scheduledmessage", "scheduling_delivery",
-    "channels_app_sandboxmessage", "channels_app_inboxmessage", "channels_app_messagetemplate",
+    "channels_app_sandboxmessage", "channels_app_inboxmessage", "scheduling_messagetemplate",
 ]  # fmt: skip
 
 

@@ -15,14 +15,19 @@ from django.core.management import call_command
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from channels_app.models import MessageTemplate
+from care_team.api.health import Check, check_beat, run_checks
 from patients.models import Channel, Contact, Membership, Organization, Patient, Role
 from patients.provisioning import provider_create
-from scheduling.api.health import Check, check_beat, run_checks
 from scheduling.delivery import deliver
 from scheduling.dispatch import dispatch_due
 from scheduling.heartbeat import record_tick
-from scheduling.models import Delivery, DeliveryStatus, MessageStatus, ScheduledMessage
+from scheduling.models import (
+    Delivery,
+    DeliveryStatus,
+    MessageStatus,
+    MessageTemplate,
+    ScheduledMessage,
+)
 from scheduling.services import message_schedule, message_send_now
 from tests.conftest import ago, from_now
 from tests.fakes.telegram_server import Reply

@@ -19,10 +19,10 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from channels_app.models import MessageTemplate
 from patients.provisioning import provider_create
 from scheduling.delivery import deliver
 from scheduling.dispatch import dispatch_due
+from scheduling.models import MessageTemplate
 from scheduling.services import message_schedule
 from tests.conftest import ago, from_now
 from tests.test_api import API

@@ -1,7 +1,7 @@
 """The Telegram bot through its webhook: real update JSON in, replies at the fake Bot API.
 
 Updates are posted to /telegram/webhook/ as Telegram posts them, then processed by the
-function the Celery task calls (channels_app.inbound.inbound_process), in the test.
+function the Celery task calls (conversations.inbound.inbound_process), in the test.
 """
 
 import io
@@ -15,11 +15,11 @@ from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.utils import timezone
 
-from channels_app.bot.acknowledgements import callback_data
-from channels_app.bot.linking import link_token_create, token_hash
-from channels_app.bot.texts import TEXTS
-from channels_app.inbound import inbound_process, inbound_sweep
+from conversations.inbound import inbound_process, inbound_sweep
+from patients.linking import link_token_create, token_hash
 from patients.models import Channel, Contact, InboundUpdate, LinkToken, Patient
+from patients.texts import TEXTS
+from scheduling.acknowledgements import callback_data
 from scheduling.adherence import mark_missed_doses, patient_adherence, send_alert
 from scheduling.delivery import deliver
 from scheduling.dispatch import dispatch_due

@@ -7,10 +7,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from channels_app.bot.acknowledgements import acknowledge_press
-from channels_app.bot.commands import handle_text, parse_command, split_phrase
-from channels_app.inbound import inbound_process
+from conversations.bot.commands import handle_text, parse_command, split_phrase
+from conversations.inbound import inbound_process
 from patients.models import Channel, Contact, InboundUpdate
+from scheduling.acknowledgements import acknowledge_press
 from scheduling.phrases import PhraseError
 from tests.fakes.telegram_server import callback_update, message_update
 

@@ -15,9 +15,10 @@ from channels_app.base import OutboundMessage, PermanentError, TransientError
 from channels_app.content import TELEGRAM_TAGS, _TagChecker
 from channels_app.email import EmailChannel
 from channels_app.formatting import split_parts, to_plain_text, to_whatsapp
-from channels_app.inbox import inbox_path
-from channels_app.models import InboxMessage, MessageTemplate
+from channels_app.models import InboxMessage
+from patients.inbox_links import inbox_path
 from patients.models import Contact
+from scheduling.models import MessageTemplate
 from scheduling.services import choose_channel, message_schedule_from_template
 from tests.conftest import from_now
 

@@ -9,8 +9,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from channels_app.callbacks import twilio_signature
-from channels_app.inbound import inbound_process
+from conversations.callbacks import twilio_signature
+from conversations.inbound import inbound_process
 from patients.models import Channel, Contact, InboundUpdate, Patient
 from scheduling.models import MessageStatus, ScheduledMessage
 from scheduling.services import message_schedule

@@ -14,8 +14,8 @@ from django.test import Client
 from django.utils import timezone
 
 from channels_app.base import OutboundMessage, PermanentError, RecipientBlocked, TransientError
-from channels_app.callbacks import twilio_signature
 from channels_app.sms import TwilioSmsChannel, is_e164
+from conversations.callbacks import twilio_signature
 from scheduling.models import Delivery, DeliveryStatus, ScheduledMessage
 from tests.fakes.twilio_server import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, Reply
 

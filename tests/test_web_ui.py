@@ -9,6 +9,8 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.utils import timezone
 
+from care_team.web.chart import stacked_bars
+from care_team.web.queries import deliveries_per_day
 from patients.models import Membership, Organization
 from scheduling.models import (
     AttemptOutcome,
@@ -20,8 +22,6 @@ from scheduling.models import (
 )
 from scheduling.phrases import PhraseError, parse_schedule
 from scheduling.services import message_schedule
-from scheduling.web.chart import stacked_bars
-from scheduling.web.queries import deliveries_per_day
 from tests.conftest import from_now
 
 PASSWORD = "correct horse battery staple"
@@ -381,7 +381,7 @@ def test_the_preview_asks_for_a_patient_before_reading_the_phrase(web, db):
 
 def test_the_create_page_loads_htmx_from_our_own_static_files(web):
     page = web.get(CREATE)
-    assert '<script src="/static/scheduling/htmx.min.js"></script>' in page.text
+    assert '<script src="/static/care_team/htmx.min.js"></script>' in page.text
     assert 'hx-get="/scheduled-messages/preview/"' in page.text
 
 

@@ -125,7 +125,7 @@ def prepare_database() -> None:
     django.setup()
     from django.core.management import call_command
 
-    from companion.preflight import check_postgres
+    from care_team.preflight import check_postgres
 
     problem = check_postgres(create_database=True)
     if problem:

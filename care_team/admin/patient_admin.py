@@ -1,0 +1,111 @@
+from django.contrib import admin
+from django.template.response import TemplateResponse
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
+
+from care_team.admin.scoping import (
+    ORGANIZATION_FILTER,
+    OrganizationScopedAdmin,
+    user_sees_everything,
+)
+from patients.inbox_links import inbox_path
+from patients.linking import link_qr_svg, link_token_create
+from patients.models import Contact, Membership, Organization, Patient
+from scheduling.adherence import patient_adherence
+from scheduling.history import audit_lines
+from scheduling.services import patient_reschedule
+
+
+@admin.register(Organization)
+class OrganizationAdmin(OrganizationScopedAdmin):
+    list_display = ["name", "slug", "created_at"]
+    prepopulated_fields = {"slug": ["name"]}
+    search_fields = ["name", "slug"]
+
+    def has_add_permission(self, request) -> bool:
+        return user_sees_everything(request)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return user_sees_everything(request)
+
+
+@admin.register(Membership)
+class MembershipAdmin(OrganizationScopedAdmin):
+    list_display = ["user", "organization", "role", "created_at"]
+    list_filter = ["role", ORGANIZATION_FILTER]
+    raw_id_fields = ["user"]
+
+    def has_module_permission(self, request) -> bool:
+        return user_sees_everything(request)  # memberships are the operators' to manage
+
+
+class ContactInline(admin.TabularInline):
+    model = Contact
+    extra = 0
+    fields = ["channel", "address", "verified_at", "blocked_at", "blocked_reason"]
+
+
+@admin.register(Patient)
+class PatientAdmin(OrganizationScopedAdmin):
+    list_display = ["name", "organization", "timezone", "preferred_channel", "opted_out_at"]
+    list_filter = [ORGANIZATION_FILTER, "preferred_channel", "timezone"]
+    search_fields = ["name"]
+    inlines = [ContactInline]
+    readonly_fields = ["inbox_link", "adherence", "last_interaction_at", "audit_trail"]
+    actions = ["create_telegram_links"]
+
+    @admin.display(description="Medication adherence")
+    def adherence(self, obj: Patient) -> str:
+        if obj.pk is None:
+            return "-"
+        return adherence_lines(obj)
+
+    @admin.action(
+        description="Create Telegram links (QR codes) for the selected patients",
+        permissions=["change"],
+    )
+    def create_telegram_links(self, request, queryset):
+        # One page of QR codes at a time; a link made and not shown would be lost anyway.
+        issued = [(p, link_token_create(patient=p, actor=request.user)) for p in queryset[:50]]
+        rows = [(patient, link, link_qr_svg(link.url) if link.url else "")
+                for patient, link in issued]  # fmt: skip
+        context = {**self.admin_site.each_context(request), "rows": rows,
+                   "title": "Telegram links", "opts": self.model._meta}  # fmt: skip
+        # Admin pages are never cached (no-store), so the links stay on this screen only.
+        return TemplateResponse(request, "admin/patients/telegram_links.html", context)
+
+    @admin.display(description="Audit trail")
+    def audit_trail(self, obj: Patient) -> str:
+        return audit_lines(obj)
+
+    @admin.display(description="Web inbox link (send it to the patient)")
+    def inbox_link(self, obj: Patient) -> str:
+        if obj.pk is None:
+            return "-"
+        return format_html('<a href="{0}" target="_blank">{0}</a>', inbox_path(obj))
+
+    def save_model(self, request, obj, form, change) -> None:
+        super().save_model(request, obj, form, change)
+        timing = {"timezone", "quiet_hours_start", "quiet_hours_end"} & set(form.changed_data)
+        if change and timing:
+            previous_zone = form.initial.get("timezone")
+            patient_reschedule(obj, previous_zone=previous_zone)
+
+
+@admin.register(Contact)
+class ContactAdmin(OrganizationScopedAdmin):
+    list_display = ["id", "patient", "channel", "verified_at", "blocked_at", "blocked_reason"]
+    list_filter = ["channel", ("blocked_at", admin.EmptyFieldListFilter)]
+    raw_id_fields = ["patient"]
+
+
+def adherence_lines(patient: Patient) -> str:
+    return format_html_join(
+        mark_safe("<br>"),  # noqa: S308 - a constant
+        "last {} days: {} taken, {} missed, {} skipped{}",
+        (
+            (row.days, row.taken, row.missed, row.skipped,
+             f" ({row.taken_share:.0%} taken)" if row.taken_share is not None else "")
+            for row in patient_adherence(patient)
+        ),
+    )  # fmt: skip

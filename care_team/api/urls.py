@@ -1,0 +1,20 @@
+from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from rest_framework.routers import DefaultRouter
+
+from care_team.api import views
+
+router = DefaultRouter()
+router.include_format_suffixes = False
+router.register("patients", views.PatientViewSet, basename="api-patient")
+router.register("messages", views.MessageViewSet, basename="api-message")
+router.register("templates", views.TemplateViewSet, basename="api-template")
+
+urlpatterns = [
+    path("health/", views.HealthView.as_view(), name="api-health"),
+    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("docs/redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
+    path("", include(router.urls)),
+    re_path(r"", views.NotFoundView.as_view()),  # last: whatever nothing above matched
+]

@@ -1,0 +1,290 @@
+"""The API's endpoints. Each reads its input with a serializer, calls one function of
+`operations` (or a scheduling service) and answers; querysets are always scoped, so
+another organization's object is a 404 and never listed."""
+
+from django.shortcuts import get_object_or_404
+from django_filters.rest_framework import DjangoFilterBackend
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+)
+from rest_framework import status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound, PermissionDenied
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from care_team.api import operations
+from care_team.api.filters import MessageFilter, StableOrderingFilter
+from care_team.api.framework import AdminsDelete, AuditActorMixin, MembersWrite, Pagination
+from care_team.api.health import health_report, run_checks
+from care_team.api.serializers import (
+    BulkEnvelopeSerializer,
+    BulkErrorSerializer,
+    BulkRequestSerializer,
+    BulkResultSerializer,
+    DeliverySerializer,
+    HealthSerializer,
+    MessageCreateSerializer,
+    MessageDetailSerializer,
+    MessageDraftSerializer,
+    MessageSerializer,
+    MessageUpdateSerializer,
+    OccurrenceSerializer,
+    PatientSerializer,
+    PreviewQuerySerializer,
+    PreviewSerializer,
+    RetryResultSerializer,
+    TemplateSerializer,
+)
+from patients.access import scoped
+from patients.models import Patient
+from scheduling.services import message_send_now
+
+
+class ScopedViewSet(AuditActorMixin, viewsets.ModelViewSet):
+    """List, create, retrieve, update and destroy, with the actor set for the audit trail;
+    each subclass scopes its queryset to the user's organizations."""
+
+    permission_classes = [MembersWrite]
+    pagination_class = Pagination
+
+
+@extend_schema_view(
+    destroy=extend_schema(
+        summary="Deactivate a patient (admins only)",
+        description="The patient gets no more messages (as if opted out) and their pending "
+        "messages are cancelled; the patient and their history are kept.",
+    ),
+)
+class PatientViewSet(ScopedViewSet):
+    serializer_class = PatientSerializer
+    permission_classes = [MembersWrite, AdminsDelete]
+
+    def get_queryset(self):
+        patients = Patient.objects.select_related("organization").prefetch_related("contacts")
+        return scoped(patients, self.request.user)
+
+    def perform_destroy(self, instance: Patient) -> None:
+        operations.patient_deactivate(instance, actor=self.request.user)
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List messages"),
+    create=extend_schema(
+        summary="Schedule a message",
+        request=MessageCreateSerializer,
+        responses={201: MessageDetailSerializer},
+    ),
+    retrieve=extend_schema(summary="A message with its latest deliveries and their attempts"),
+    update=extend_schema(
+        summary="Change a pending message",
+        description="Allowed while the message is active or paused, and for a one-time "
+        "message only until its delivery exists. Fields not given keep their values.",
+        request=MessageUpdateSerializer,
+        responses={200: MessageDetailSerializer},
+    ),
+    partial_update=extend_schema(
+        summary="Change a pending message",
+        request=MessageUpdateSerializer,
+        responses={200: MessageDetailSerializer},
+    ),
+    destroy=extend_schema(summary="Cancel a message", responses={204: None}),
+)
+class MessageViewSet(ScopedViewSet):
+    filter_backends = [DjangoFilterBackend, StableOrderingFilter]
+    filterset_class = MessageFilter
+    ordering_fields = ["next_run_at", "created_at", "priority"]
+    ordering = ["-created_at", "-id"]
+
+    serializers = {
+        "list": MessageSerializer,
+        "retrieve": MessageDetailSerializer,
+        "create": MessageCreateSerializer,
+        "update": MessageUpdateSerializer,
+        "partial_update": MessageUpdateSerializer,
+        "preview_draft": MessageDraftSerializer,
+        "bulk": BulkEnvelopeSerializer,
+    }
+
+    def get_serializer_class(self):
+        return self.serializers.get(self.action, MessageDetailSerializer)
+
+    def get_queryset(self):
+        if self.action == "retrieve":
+            return operations.message_details(self.request.user)
+        return operations.visible_messages(self.request.user)
+
+    def filter_queryset(self, queryset):
+        # Filters and ordering are the list's; an action on one message ignores them.
+        return super().filter_queryset(queryset) if self.action == "list" else queryset
+
+    def _detail(self, message) -> dict:
+        fresh = get_object_or_404(operations.message_details(self.request.user), pk=message.pk)
+        return MessageDetailSerializer(fresh, context=self.get_serializer_context()).data
+
+    def create(self, request, *args, **kwargs):
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        message = serializer.save()
+        return Response(self._detail(message), status=status.HTTP_201_CREATED)
+
+    def update(self, request, *args, **kwargs):
+        message = self.get_object()
+        serializer = self.get_serializer(message, data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        return Response(self._detail(serializer.save()))
+
+    def perform_destroy(self, instance) -> None:
+        operations.message_cancel_by(instance, actor=self.request.user)
+
+    @extend_schema(
+        summary="Cancel a message",
+        request=None,
+        responses={200: MessageDetailSerializer},
+    )
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        message = operations.message_cancel_by(self.get_object(), actor=request.user)
+        return Response(self._detail(message))
+
+    @extend_schema(
+        summary="Send a message now, outside its schedule",
+        description="One delivery now. A pending one-time message is thereby sent and "
+        "completes; a recurring one keeps its schedule.",
+        request=None,
+        responses={
+            202: DeliverySerializer,
+            400: OpenApiResponse(description="Cancelled message, or the patient opted out."),
+        },
+    )
+    @action(detail=True, methods=["post"], url_path="send-now")
+    def send_now(self, request, pk=None):
+        delivery = message_send_now(self.get_object(), actor=request.user)
+        return Response(DeliverySerializer(delivery).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(
+        summary="Retry the message's failed and expired deliveries",
+        request=None,
+        responses={200: RetryResultSerializer},
+    )
+    @action(detail=True, methods=["post"])
+    def retry(self, request, pk=None):
+        retried = operations.message_retry_failed(self.get_object(), user=request.user)
+        return Response({"retried": retried})
+
+    @extend_schema(
+        summary="The message's next occurrences",
+        parameters=[PreviewQuerySerializer],
+        responses={200: PreviewSerializer},
+    )
+    @action(detail=True, methods=["get"])
+    def preview(self, request, pk=None):
+        message = self.get_object()
+        query = PreviewQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        rows = operations.message_upcoming(message, count=query.validated_data["count"])
+        return Response(_preview(message.zone_name, rows))
+
+    @extend_schema(
+        summary="Preview a draft's occurrences without saving it",
+        request=MessageDraftSerializer,
+        responses={200: PreviewSerializer},
+    )
+    @action(detail=False, methods=["post"], url_path="preview", url_name="preview-draft")
+    def preview_draft(self, request):
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        zone, rows = operations.draft_upcoming(
+            serializer.validated_data, count=serializer.validated_data["count"]
+        )
+        return Response(_preview(zone, rows))
+
+    @extend_schema(
+        summary="Create or cancel many messages, all or nothing",
+        request=BulkRequestSerializer,
+        responses={200: BulkResultSerializer, 400: BulkErrorSerializer},
+    )
+    @action(detail=False, methods=["post"])
+    def bulk(self, request):
+        envelope = self.get_serializer(data=request.data)
+        envelope.is_valid(raise_exception=True)
+        creates, create_errors = envelope.checked_creates()
+        cancels, cancel_errors = envelope.checked_cancels()
+        outcome = operations.messages_bulk(
+            create=creates,
+            cancel=cancels,
+            errors=create_errors + cancel_errors,
+            actor=request.user,
+        )
+        if outcome.errors:
+            return Response({"errors": outcome.errors}, status=status.HTTP_400_BAD_REQUEST)
+        created = MessageSerializer(outcome.created, many=True).data
+        return Response({"created": created, "cancelled": outcome.cancelled})
+
+
+def _preview(zone: str, rows) -> dict:
+    return {"timezone": zone, "occurrences": OccurrenceSerializer(rows, many=True).data}
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="Templates: the organization's, the global ones and the built-in defaults",
+        parameters=[OpenApiParameter("key", str), OpenApiParameter("language", str)],
+    ),
+    destroy=extend_schema(summary="Delete an organization's template (admins only)"),
+)
+class TemplateViewSet(ScopedViewSet):
+    serializer_class = TemplateSerializer
+    permission_classes = [MembersWrite, AdminsDelete]
+    pagination_class = None  # a handful per clinic, and the built-ins are not rows
+
+    def get_queryset(self):
+        return operations.visible_templates(self.request.user)
+
+    def list(self, request, *args, **kwargs):
+        templates = operations.template_catalogue(
+            request.user,
+            key=request.query_params.get("key", ""),
+            language=request.query_params.get("language", ""),
+        )
+        return Response(self.get_serializer(templates, many=True).data)
+
+    def check_object_permissions(self, request, obj) -> None:
+        super().check_object_permissions(request, obj)
+        writing = request.method not in ("GET", "HEAD", "OPTIONS")
+        if writing and obj.organization_id is None and not request.user.is_superuser:
+            raise PermissionDenied("Global templates are changed in the admin, by operators.")
+
+
+class NotFoundView(APIView):
+    """Any other path under the API: a JSON 404 like the API's own, not Django's HTML page
+    (and never the APPEND_SLASH redirect, which cannot carry a POST's body)."""
+
+    authentication_classes = []
+    permission_classes = [AllowAny]
+    schema = None  # not an operation
+
+    def answer(self, request, *args, **kwargs):
+        raise NotFound("Not found. API paths end with a slash, e.g. /api/scheduler/messages/.")
+
+    get = post = put = patch = delete = head = options = answer
+
+
+class HealthView(APIView):
+    """Open to probes without a token: it shows no patient data, hosts or URLs."""
+
+    authentication_classes = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        summary="Readiness: database, Redis, Beat and workers",
+        auth=[],
+        responses={200: HealthSerializer, 503: HealthSerializer},
+    )
+    def get(self, request):
+        report = health_report(run_checks())
+        return Response(report, status=503 if report["failing"] else 200)

@@ -1,0 +1,33 @@
+"""Operators' and developers' pages: the sandbox outbox and the channels' status."""
+
+from django.conf import settings
+from django.contrib.admin.views.decorators import staff_member_required
+from django.contrib.auth.decorators import user_passes_test
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
+
+from channels_app.models import SandboxMessage
+from patients.access import scoped
+from scheduling.channel_status import channel_statuses
+from scheduling.models import Delivery
+
+
+@staff_member_required
+def sandbox_outbox(request: HttpRequest) -> HttpResponse:
+    """What the sandbox recorded instead of sending; absent unless CHANNEL_SANDBOX is on."""
+    if not settings.CHANNEL_SANDBOX:
+        raise Http404("The channel sandbox is off.")
+    visible = scoped(Delivery.objects.all(), request.user).values("pk")
+    recorded = SandboxMessage.objects.filter(delivery_id__in=visible)
+    return render(
+        request,
+        "care_team/outbox.html",
+        {"messages_sent": recorded[:100], "total": recorded.count()},
+    )
+
+
+@user_passes_test(lambda user: user.is_active and user.is_superuser)
+def channel_status(request: HttpRequest) -> HttpResponse:
+    """Breakers, queue depths and backlogs per channel: the operators' view, since the
+    counts span every organization."""
+    return render(request, "care_team/status.html", {"statuses": channel_statuses()})
