@@ -1,13 +1,14 @@
 """What an operator needs to see per channel: breaker, queue depth, backlog, limits."""
 
 from dataclasses import dataclass
+import time
 from datetime import UTC, datetime
 
 from django.conf import settings
 from django.db.models import Count, Q
 from redis.exceptions import RedisError
 
-from channels_app.breaker import breaker_states
+from channels_app.breaker import breaker_display_state, breaker_states
 from channels_app.shared_state import redis_client
 from scheduling.models import Delivery, DeliveryStatus
 
@@ -39,6 +40,7 @@ def channel_statuses() -> list[ChannelStatus]:
         .annotate(queued=Count("pk"), held=Count("pk", filter=Q(held_at__isnull=False)))
     }
     statuses = []
+    now_ms = int(time.time() * 1000)
     for channel in channels:
         breaker = breakers[channel]
         until = breaker.get("until") if breaker.get("state") != "closed" else None
@@ -46,7 +48,7 @@ def channel_statuses() -> list[ChannelStatus]:
         statuses.append(
             ChannelStatus(
                 channel=channel,
-                breaker=breaker.get("state", "closed"),
+                breaker=breaker_display_state(breaker, now_ms),
                 consecutive_failures=int(breaker.get("failures", 0)),
                 open_until=datetime.fromtimestamp(int(until) / 1000, UTC) if until else None,
                 queue_depth=depths.get(channel),

@@ -3,7 +3,9 @@
 Backpressure: a channel's queue holds at most DISPATCH_MAX_QUEUED_PER_CHANNEL deliveries, and
 nothing is published to a channel whose breaker is open. Deliveries kept back are marked
 held in the database and published by later dispatcher ticks as room appears, so a
-provider outage leaves Redis small and the database keeps the backlog.
+provider outage leaves Redis small and the database keeps the backlog. Once the breaker's
+open period is over, one delivery is published to probe the provider, so the channel
+reopens by itself even when nothing else is in flight (a long outage).
 """
 
 import logging
@@ -16,7 +18,7 @@ from django.utils import timezone
 from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
-from channels_app.breaker import breaker_is_open
+from channels_app.breaker import breaker_feed
 from channels_app.shared_state import redis_client
 from scheduling.models import Delivery, DeliveryStatus
 
@@ -35,8 +37,9 @@ CARE_TEAM_ALERT_TASK = "scheduling.send_care_team_alert"
 def publish_task(name: str, args: tuple, *, queue: str, countdown: float | None = None) -> None:
     """Sends the task named `name` to `queue`; raises kombu's OperationalError when the
     broker stays unreachable through PUBLISH_RETRY_POLICY."""
-    current_app.send_task(name, args, queue=queue, countdown=countdown,
-                          retry_policy=PUBLISH_RETRY_POLICY)  # fmt: skip
+    current_app.send_task(
+        name, args, queue=queue, countdown=countdown, retry_policy=PUBLISH_RETRY_POLICY
+    )
 
 
 def enqueue_deliveries(items: list[tuple[int, str]], countdown: float | None = None) -> int:
@@ -51,8 +54,12 @@ def enqueue_deliveries(items: list[tuple[int, str]], countdown: float | None = N
         for start in range(0, len(ids), size):
             batch = ids[start : start + size]
             try:
-                publish_task(DELIVER_TASK, (batch,), queue=settings.DELIVERY_QUEUES[channel],
-                             countdown=countdown)  # fmt: skip
+                publish_task(
+                    DELIVER_TASK,
+                    (batch,),
+                    queue=settings.DELIVERY_QUEUES[channel],
+                    countdown=countdown,
+                )
             except OperationalError:
                 logger.warning("broker unreachable; %d deliveries left for the reaper "
                                "(first id %s)", len(items) - published, batch[0])  # fmt: skip
@@ -88,15 +95,18 @@ def batch_ids(argument) -> list[int] | None:
 
 
 def queue_room(channel: str) -> int:
-    """How many more deliveries the channel's queue may take now (0 while its breaker is
-    open). Each waiting task is counted as a full batch: an upper bound, so the cap holds."""
+    """How many more deliveries the channel's queue may take now: none while its breaker is
+    open, one when that one is to probe the provider. Each waiting task is counted as a
+    full batch: an upper bound, so the cap holds."""
     try:
-        if breaker_is_open(channel):
+        feed = breaker_feed(channel)
+        if feed == "shut":
             return 0
         waiting = redis_client().llen(settings.DELIVERY_QUEUES[channel])
     except RedisError:
         return 0
-    return max(0, settings.DISPATCH_MAX_QUEUED_PER_CHANNEL - waiting * settings.DELIVERY_BATCH_SIZE)
+    room = max(0, settings.DISPATCH_MAX_QUEUED_PER_CHANNEL - waiting * settings.DELIVERY_BATCH_SIZE)
+    return min(room, 1) if feed == "probe" else room
 
 
 def enqueue_with_backpressure(items: list[tuple[int, str]]) -> int:
@@ -116,7 +126,9 @@ def enqueue_with_backpressure(items: list[tuple[int, str]]) -> int:
 
 
 def release_held_deliveries() -> int:
-    """Publishes held deliveries, oldest first, as far as each channel has room."""
+    """Publishes held deliveries, oldest first, as far as each channel has room; those past
+    their window are expired first, so that none of them is published as the probe."""
+    expire_held_past_window(timezone.now())
     released = 0
     channels = Delivery.objects.filter(status=DeliveryStatus.QUEUED, held_at__isnull=False)
     for channel in channels.values_list("channel", flat=True).distinct():
@@ -124,6 +136,23 @@ def release_held_deliveries() -> int:
         if room:
             released += _release(channel, room)
     return released
+
+
+def expire_held_past_window(now) -> int:
+    """Expires, in one UPDATE, the held deliveries whose window has passed: what their tasks
+    would do, without a task each."""
+    expired = Delivery.objects.filter(
+        status=DeliveryStatus.QUEUED, held_at__isnull=False, expires_at__lt=now
+    ).update(
+        status=DeliveryStatus.EXPIRED,
+        held_at=None,
+        updated_at=now,
+        error_code="window_passed",
+        error_text="its delivery window passed while it was held",
+    )
+    if expired:
+        logger.info("%d held deliveries expired: their window passed", expired)
+    return expired
 
 
 @transaction.atomic

@@ -6,7 +6,12 @@ import time
 import pytest
 from django.utils import timezone
 
-from channels_app.breaker import breaker_allow, breaker_is_open, breaker_record
+from channels_app.breaker import (
+    HALF_OPEN_RECHECK_SECONDS,
+    breaker_allow,
+    breaker_record,
+    breaker_states,
+)
 from channels_app.ratelimit import take_token
 from scheduling.delivery import deliver
 from scheduling.dispatch import dispatch_due
@@ -15,6 +20,10 @@ from scheduling.queueing import enqueue_deliveries, queue_room
 from scheduling.services import message_schedule
 from tests.conftest import ago
 from tests.fakes.telegram_server import Reply
+
+
+def breaker_state(channel: str) -> str:
+    return breaker_states([channel])[channel]["state"]
 
 
 def test_a_recipient_gets_one_token_per_second_and_the_wait_is_told(settings):
@@ -76,13 +85,13 @@ def test_the_breaker_opens_after_the_threshold_lets_one_probe_and_closes(setting
 
     refused = breaker_allow("telegram")
     assert not refused.allowed and 0 < refused.wait <= 0.5
-    assert breaker_is_open("telegram")
+    assert breaker_state("telegram") == "open"
     time.sleep(0.55)
     probe = breaker_allow("telegram")
     assert probe.allowed and probe.probe
     assert not breaker_allow("telegram").allowed  # one probe at a time
     breaker_record("telegram", success=True)
-    assert breaker_allow("telegram").allowed and not breaker_is_open("telegram")
+    assert breaker_allow("telegram").allowed and breaker_state("telegram") == "closed"
 
 
 def test_a_failed_probe_opens_the_breaker_again(settings):
@@ -100,7 +109,7 @@ def test_a_success_between_failures_resets_the_count(settings):
     breaker_record("telegram", success=False)
     breaker_record("telegram", success=True)
     breaker_record("telegram", success=False)
-    assert not breaker_is_open("telegram")
+    assert breaker_state("telegram") == "closed"
 
 
 def due_deliveries(make_patient, count: int) -> list[Delivery]:
@@ -134,7 +143,7 @@ def test_a_429_does_not_count_against_the_breaker(settings, fake_telegram, make_
     [delivery] = due_deliveries(make_patient, 1)
     fake_telegram.push(Reply.too_many_requests(1))
     deliver(delivery.pk)
-    assert not breaker_is_open("telegram")
+    assert breaker_state("telegram") == "closed"
     assert delivery.attempt_log.get().outcome == AttemptOutcome.TRANSIENT
 
 
@@ -197,6 +206,116 @@ def test_nothing_is_published_to_a_channel_whose_breaker_is_open(settings, make_
     breaker_record("telegram", success=True)
     dispatch_due()
     assert len(broker.queued_deliveries("deliver.telegram")) == 5
+
+
+def test_while_a_probe_is_on_its_way_the_others_look_again_soon_not_after_its_lease(settings):
+    settings.BREAKER_FAILURE_THRESHOLD = 1
+    settings.BREAKER_OPEN_SECONDS = 0.2
+    breaker_record("telegram", success=False)
+    time.sleep(0.25)
+    assert breaker_allow("telegram").probe
+    waiting = breaker_allow("telegram")
+    # The probe's lease is DELIVERY_LEASE_SECONDS (120 s): a lost worker, not a send.
+    assert not waiting.allowed and waiting.wait == HALF_OPEN_RECHECK_SECONDS
+    assert settings.DELIVERY_LEASE_SECONDS > HALF_OPEN_RECHECK_SECONDS
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_open_breaker_with_nothing_in_flight_publishes_one_probe_and_reopens_the_channel(
+    settings, make_patient, broker, fake_telegram
+):
+    settings.BREAKER_FAILURE_THRESHOLD = 1
+    settings.BREAKER_OPEN_SECONDS = 0.3
+    breaker_record("telegram", success=False)
+    deliveries = due_deliveries(make_patient, 5)
+    assert broker.queue_length("deliver.telegram") == 0  # open: all held
+    time.sleep(0.35)
+
+    # The open period is over and no delivery is in flight: the dispatcher's tick
+    # publishes the oldest held delivery as the probe, and only one, however many ticks.
+    dispatch_due()
+    dispatch_due()
+    assert broker.queued_deliveries("deliver.telegram") == [deliveries[0].pk]
+    assert Delivery.objects.filter(held_at__isnull=False).count() == 4
+    assert breaker_state("telegram") == "open"
+
+    assert deliver(deliveries[0].pk).status == DeliveryStatus.SENT
+    assert breaker_state("telegram") == "closed"
+    broker.client.delete("deliver.telegram")
+    dispatch_due()
+    assert sorted(broker.queued_deliveries("deliver.telegram")) == [d.pk for d in deliveries[1:]]
+    assert not Delivery.objects.filter(held_at__isnull=False).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failed_probe_from_the_dispatcher_shuts_the_channel_for_another_open_period(
+    settings, make_patient, broker, fake_telegram
+):
+    settings.BREAKER_FAILURE_THRESHOLD = 1
+    settings.BREAKER_OPEN_SECONDS = 0.3
+    breaker_record("telegram", success=False)
+    first, second = due_deliveries(make_patient, 2)
+    time.sleep(0.35)
+    dispatch_due()
+    fake_telegram.push(Reply.server_error(503))
+    assert deliver(first.pk).status == DeliveryStatus.QUEUED  # retried later, as ever
+    broker.client.delete("deliver.telegram")
+    dispatch_due()
+    assert broker.queue_length("deliver.telegram") == 0
+    time.sleep(0.35)
+    dispatch_due()
+    assert len(broker.queued_deliveries("deliver.telegram")) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_held_deliveries_past_their_window_expire_instead_of_becoming_the_probe(
+    settings, make_patient, broker
+):
+    settings.BREAKER_FAILURE_THRESHOLD = 1
+    settings.BREAKER_OPEN_SECONDS = 0.3
+    breaker_record("telegram", success=False)
+    stale, fresh = due_deliveries(make_patient, 2)
+    Delivery.objects.filter(pk=stale.pk).update(expires_at=ago(1))
+    time.sleep(0.35)
+    dispatch_due()
+    stale.refresh_from_db()
+    assert (stale.status, stale.error_code, stale.held_at) == (
+        DeliveryStatus.EXPIRED,
+        "window_passed",
+        None,
+    )
+    assert broker.queued_deliveries("deliver.telegram") == [fresh.pk]
+
+
+def test_two_dispatchers_at_once_publish_one_probe_between_them(settings, broker):
+    settings.BREAKER_FAILURE_THRESHOLD = 1
+    settings.BREAKER_OPEN_SECONDS = 0.2
+    breaker_record("telegram", success=False)
+    time.sleep(0.25)
+    rooms: list[int] = []
+
+    def ask() -> None:
+        rooms.append(queue_room("telegram"))
+
+    threads = [threading.Thread(target=ask) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(rooms) == [0] * 7 + [1]
+
+
+def test_the_status_page_shows_a_breaker_past_its_open_period_as_probing(
+    settings, admin_client, broker
+):
+    settings.BREAKER_FAILURE_THRESHOLD = 1
+    settings.BREAKER_OPEN_SECONDS = 0.2
+    breaker_record("telegram", success=False)
+    assert '<td class="open">open</td>' in admin_client.get("/ops/channels/").content.decode()
+    time.sleep(0.25)
+    assert '<td class="probing">probing</td>' in admin_client.get("/ops/channels/").content.decode()
+    breaker_allow("telegram")  # a delivery takes the probe: half-open
+    assert '<td class="probing">probing</td>' in admin_client.get("/ops/channels/").content.decode()
 
 
 def test_the_status_page_shows_an_open_breaker_and_the_backlog(settings, admin_client, broker):
