@@ -148,8 +148,8 @@ class ChaosStack:
                            "--loglevel", "INFO", "--hostname", f"chaos-{name}-{os.getpid()}@%h",
                            "--without-gossip", "--without-mingle"])  # fmt: skip
 
-    def start_beat(self) -> None:
-        self._start("beat", ["beat", "--loglevel", "INFO", "--pidfile=", "--max-interval", "1"])
+    def start_beat(self, name: str = "beat") -> None:
+        self._start(name, ["beat", "--loglevel", "INFO", "--pidfile=", "--max-interval", "1"])
 
     def restart(self, name: str) -> None:
         self._start(name, self.args[name])
@@ -334,6 +334,22 @@ def own_redis(tmp_path):
         yield server
     finally:
         server.kill9()
+
+
+@pytest.fixture
+def redis_for_everyone(own_redis, settings):
+    """The test's own Redis for the test process as well, so nothing here can touch the
+    shared server, which others' tests are using."""
+    from companion.celery import app
+
+    previous = app.conf.broker_url
+    settings.REDIS_URL = own_redis.url
+    settings.CELERY_BROKER_URL = own_redis.url
+    app.conf.broker_url = own_redis.url
+    try:
+        yield own_redis
+    finally:
+        app.conf.broker_url = previous
 
 
 # --- deliveries and what became of them --------------------------------------------------

@@ -27,22 +27,6 @@ DELIVERIES = 800
 REDIS_DOWN_SECONDS = 3
 
 
-@pytest.fixture
-def redis_for_everyone(own_redis, settings):
-    """The test's own Redis for the test process as well, so nothing here can touch the
-    shared server, which others' tests are using."""
-    from companion.celery import app
-
-    previous = app.conf.broker_url
-    settings.REDIS_URL = own_redis.url
-    settings.CELERY_BROKER_URL = own_redis.url
-    app.conf.broker_url = own_redis.url
-    try:
-        yield own_redis
-    finally:
-        app.conf.broker_url = previous
-
-
 @pytest.mark.timeout(180)
 def test_a_redis_restart_that_loses_every_queued_task_is_healed_by_the_reaper(
     redis_for_everyone, chaos_stack, fake_telegram
