@@ -1,7 +1,7 @@
 """What an operator needs to see per channel: breaker, queue depth, backlog, limits."""
 
-from dataclasses import dataclass
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from django.conf import settings
