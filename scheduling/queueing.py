@@ -127,11 +127,14 @@ def enqueue_with_backpressure(items: list[tuple[int, str]]) -> int:
 
 def release_held_deliveries() -> int:
     """Publishes held deliveries, oldest first, as far as each channel has room; those past
-    their window are expired first, so that none of them is published as the probe."""
-    expire_held_past_window(timezone.now())
+    their window are expired first, so that none of them is published as the probe. An
+    idle tick (nothing held) makes one read and no write."""
+    held = Delivery.objects.filter(status=DeliveryStatus.QUEUED, held_at__isnull=False)
+    channels = list(held.values_list("channel", flat=True).distinct())
+    if channels:
+        expire_held_past_window(timezone.now())
     released = 0
-    channels = Delivery.objects.filter(status=DeliveryStatus.QUEUED, held_at__isnull=False)
-    for channel in channels.values_list("channel", flat=True).distinct():
+    for channel in channels:
         room = queue_room(channel)
         if room:
             released += _release(channel, room)
