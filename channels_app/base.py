@@ -114,6 +114,13 @@ class ChannelAdapter:
     def send(self, message: OutboundMessage) -> SendResult:
         raise NotImplementedError
 
+    def parts(self, message: OutboundMessage) -> list[OutboundMessage]:
+        """The message as the provider takes it, one send per part, in order; buttons go
+        with the last. Each part is sent as a message of its own: it takes its own
+        rate-limit slot, and it is recorded once accepted, so a retry goes on from the
+        first part not accepted. Sending a part again changes nothing in it."""
+        return [message]
+
     def send_batch(self, batch: list[tuple[OutboundMessage, Slot]]) -> list[Timed]:
         """Sends each message when its slot says so, one after the other. Adapters that
         talk to a remote provider overlap the waits instead."""

@@ -10,11 +10,16 @@ from django.core.exceptions import ValidationError
 
 from channels_app.formatting import to_plain_text
 
-# Telegram's HTML parse mode accepts only these tags (Bot API, "HTML style").
+# Telegram's HTML parse mode accepts only these tags (Bot API, "HTML style"); its parser
+# refuses the message for any other ("Unsupported start tag").
 TELEGRAM_TAGS = frozenset(
     {"b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "span", "tg-spoiler", "a",
-     "code", "pre", "blockquote", "tg-emoji", "br"}
+     "code", "pre", "blockquote", "tg-emoji"}
 )  # fmt: skip
+# Tags people write that Telegram refuses but that mean a line break: accepted here, and
+# turned into line breaks before sending (formatting.to_telegram_html).
+LINE_BREAK_TAGS = frozenset({"br", "p"})
+WRITABLE_TAGS = TELEGRAM_TAGS | LINE_BREAK_TAGS
 VOID_TAGS = frozenset({"br"})
 # Telegram and WhatsApp take 4096 characters a message; longer content is sent in parts
 # (formatting.split_parts), up to ten. SMS is never split by us: Twilio concatenates up
@@ -34,8 +39,16 @@ class _TagChecker(HTMLParser):
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag not in self.allowed:
             self.problems.append(f"<{tag}> is not allowed")
+        elif tag == "span" and dict(attrs).get("class") != "tg-spoiler":
+            self.problems.append('<span> needs class="tg-spoiler" (Telegram\'s spoiler)')
         elif tag not in VOID_TAGS:
             self.open.append(tag)
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        # <br/>: the same as <br>; any other self-closed tag never closes for Telegram.
+        if tag in VOID_TAGS:
+            return
+        self.problems.append(f"<{tag}/> is not allowed; write <{tag}>...</{tag}>")
 
     def handle_endtag(self, tag: str) -> None:
         if tag in VOID_TAGS:
@@ -56,13 +69,13 @@ def validate_content(channel: str, content: str, fmt: str) -> None:
         raise ValidationError({"format": f"{fmt!r} is not a format; use text or html."})
     length = len(content)
     if fmt == "html":
-        checker = _TagChecker(TELEGRAM_TAGS)
+        checker = _TagChecker(WRITABLE_TAGS)
         checker.feed(content)
         checker.close()
         if checker.open:
             checker.problems.append(f"<{checker.open[-1]}> is never closed")
         if checker.problems:
-            allowed = ", ".join(sorted(TELEGRAM_TAGS))
+            allowed = ", ".join(sorted(WRITABLE_TAGS))
             raise ValidationError(
                 {"content": f"HTML not accepted: {checker.problems[0]} (allowed tags: {allowed})."}
             )

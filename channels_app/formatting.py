@@ -76,6 +76,8 @@ def _flatten(content: str, fmt: str, *, marks: dict[str, str]) -> str:
             out.append(marks[token.tag])
         elif token.kind == "start" and token.tag in _BLOCK_BREAKS:
             out.append(_BLOCK_BREAKS[token.tag])
+        elif token.kind == "end" and token.tag == "p":
+            out.append("\n\n")
         elif token.kind == "start" and token.tag == "a":
             links.append(_href(token.raw))
         elif token.kind == "end" and token.tag == "a" and links:
@@ -85,9 +87,30 @@ def _flatten(content: str, fmt: str, *, marks: dict[str, str]) -> str:
 
 
 def to_telegram_html(content: str, fmt: str) -> str:
-    """Telegram's HTML mode: our HTML as is (checked at creation); plain text escaped, so
-    `<`, `>` and `&` typed by a person arrive as typed."""
-    return content if fmt == "html" else html.escape(content, quote=False)
+    """Telegram's HTML mode: our HTML (checked at creation) with <br> and paragraphs made
+    line breaks, since Telegram refuses those tags; plain text escaped, so `<`, `>` and
+    `&` typed by a person arrive as typed."""
+    if fmt != "html":
+        return html.escape(content, quote=False)
+    out: list[str] = []
+    for token in tokens(content, fmt):
+        if token.kind == "text":
+            out.append(html.escape(token.text, quote=False))
+        elif token.tag == "br":
+            out.append("\n" if token.kind == "start" else "")
+        elif token.tag == "p":
+            out.append(_paragraph_break(out))
+        else:
+            out.append(token.raw)
+    return "".join(out).strip()
+
+
+def _paragraph_break(out: list[str]) -> str:
+    """Newlines that leave the text so far ending in one blank line (none at the start)."""
+    written = "".join(out)
+    if not written.strip():
+        return ""
+    return "\n" * max(0, 2 - (len(written) - len(written.rstrip("\n"))))
 
 
 def _href(start_tag: str) -> str:

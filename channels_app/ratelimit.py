@@ -134,10 +134,21 @@ class SendSlot:
         limit = limit_for(channel) if channel else None
         self.tolerance = 0.25 / limit.per_second if limit else None
 
+    @classmethod
+    def after(cls, previous: float, channel: str, recipient: str) -> "SendSlot":
+        """A slot for the next part of a message whose previous part was answered at
+        `previous` (time.monotonic()): reserved when asked, not before one recipient
+        interval after that, so the two never reach the provider closer than the limit."""
+        limit = limit_for(channel)
+        interval = 1 / limit.per_recipient_per_second if limit else 0.0
+        slot = cls(previous + interval, channel, recipient)
+        slot.reserved = False
+        return slot
+
     def delay(self) -> float | None:
         """Seconds to sleep before asking again, or None: send now."""
         now = time.monotonic()
-        if self.reserved and now < self.moment:
+        if now < self.moment:
             return self.moment - now
         if self.reserved and (self.tolerance is None or now - self.moment <= self.tolerance):
             return None

@@ -6,6 +6,7 @@ import logging
 import os
 import threading
 import time
+from dataclasses import replace
 from datetime import timedelta
 
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup
@@ -33,7 +34,7 @@ from channels_app.base import (
     TransientError,
     internal_error,
 )
-from channels_app.formatting import split_parts
+from channels_app.formatting import split_parts, to_telegram_html
 from channels_app.telegram_request import AiohttpRequest
 
 logger = logging.getLogger(__name__)
@@ -112,6 +113,16 @@ class TelegramChannel(ChannelAdapter):
             raise timed.answer
         return timed.answer
 
+    def parts(self, message: OutboundMessage) -> list[OutboundMessage]:
+        html = message.format == "html"
+        text = to_telegram_html(message.text, "html") if html else message.text
+        texts = split_parts(text, MAX_MESSAGE_LENGTH, markup=html)
+        last = len(texts) - 1
+        return [
+            replace(message, text=part, buttons=message.buttons if n == last else ())
+            for n, part in enumerate(texts)
+        ]
+
     def send_batch(self, batch: list[tuple[OutboundMessage, Slot]]) -> list[Timed]:
         """All of a batch's sends on one event loop, each at its rate-limit slot, so their
         waits for Telegram's answers overlap."""
@@ -141,15 +152,15 @@ class TelegramChannel(ChannelAdapter):
         return Timed(answer, time.monotonic() - started)
 
     async def _send(self, bot: Bot, message: OutboundMessage) -> SendResult:
+        """Sends the message's parts back to back: for one part of a delivery, or a reply
+        to a patient (which has no rate-limit slot and is short)."""
         parse_mode = ParseMode.HTML if message.format == "html" else None
-        parts = split_parts(message.text, MAX_MESSAGE_LENGTH, markup=message.format == "html")
-        keyboard = _keyboard(message.buttons)
         try:
             ids = []
-            for number, part in enumerate(parts, start=1):
+            for part in self.parts(message):
                 sent = await bot.send_message(
-                    chat_id=message.address, text=part, parse_mode=parse_mode,
-                    reply_markup=keyboard if number == len(parts) else None,
+                    chat_id=message.address, text=part.text, parse_mode=parse_mode,
+                    reply_markup=_keyboard(part.buttons),
                 )  # fmt: skip
                 ids.append(str(sent.message_id))
         except RetryAfter as exc:
@@ -171,7 +182,7 @@ class TelegramChannel(ChannelAdapter):
             raise TransientError("network", exc.message) from exc
         except TelegramError as exc:
             raise TransientError("telegram_error", exc.message) from exc
-        return SendResult(provider_message_id=",".join(ids)[:128])
+        return SendResult(provider_message_id=",".join(ids))
 
 
 def _keyboard(buttons: tuple[tuple[str, str], ...]) -> InlineKeyboardMarkup | None:

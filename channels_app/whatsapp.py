@@ -46,6 +46,7 @@ Meta asks not to rely on message texts, and codes about our own number are exclu
 
 import logging
 from collections.abc import Mapping
+from dataclasses import replace
 
 import requests
 
@@ -85,15 +86,19 @@ class WhatsAppChannel(ConcurrentHttpAdapter):
         self._url = f"{base_url.rstrip('/')}/{phone_number_id}/messages"
         self._timeout = timeout
 
+    def parts(self, message: OutboundMessage) -> list[OutboundMessage]:
+        rendered = to_whatsapp(message.text, message.format)
+        texts = split_parts(rendered, MAX_MESSAGE_LENGTH, markup=False)
+        return [replace(message, text=text, format="text") for text in texts]
+
     def send(self, message: OutboundMessage) -> SendResult:
         self._check_configured()
-        rendered = to_whatsapp(message.text, message.format)
-        parts = split_parts(rendered, MAX_MESSAGE_LENGTH, markup=False)
+        parts = self.parts(message)
         if not parts:
             raise PermanentError("empty", "the message has no text to send")
-        ids = [self._send_part(message, part) for part in parts]
+        ids = [self._send_part(message, part.text) for part in parts]
         logger.info("delivery %s: whatsapp accepted %d part(s)", message.delivery_id, len(ids))
-        return SendResult(provider_message_id=",".join(ids)[:128])
+        return SendResult(provider_message_id=",".join(ids))
 
     def _check_configured(self) -> None:
         if not self._token:

@@ -19,11 +19,29 @@ from patients.models import Channel
 logger = logging.getLogger(__name__)
 
 
+# Telegram's updates and Meta's webhooks nest a few levels; a body nested deeper is not
+# theirs, and walking it (json's parser, then storing it) would exhaust Python's stack.
+MAX_NESTING = 32
+
+
 def _json(request: HttpRequest) -> object:
+    """The body as JSON, or None when it is not JSON or nests deeper than MAX_NESTING."""
     try:
-        return json.loads(request.body)
-    except (ValueError, UnicodeDecodeError):
+        payload = json.loads(request.body)
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return None
+    return payload if _nesting(payload) <= MAX_NESTING else None
+
+
+def _nesting(value: object) -> int:
+    deepest, pending = 0, [(value, 1)]  # a loop, not recursion, for the same reason
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, depth)
+            children = item.values() if isinstance(item, dict) else item
+            pending.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 @csrf_exempt
@@ -57,7 +75,10 @@ def whatsapp_inbound(request: HttpRequest) -> HttpResponse:
     ):
         logger.warning("whatsapp webhook refused: bad or missing signature")
         return HttpResponseForbidden()
-    for message_id, message in inbound.whatsapp_messages(_json(request)):
+    payload = _json(request)
+    if payload is None:
+        return HttpResponseBadRequest("not a WhatsApp webhook body")
+    for message_id, message in inbound.whatsapp_messages(payload):
         inbound.inbound_receive(channel=Channel.WHATSAPP, external_id=message_id, payload=message)
     # 200 for statuses and anything we skip too, or Meta would keep sending them.
     return HttpResponse(status=200)

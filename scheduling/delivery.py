@@ -3,6 +3,11 @@
 A batch is claimed in one transaction, its sends overlap (each at the rate-limit slot
 reserved for it), and the sent ones are recorded in one transaction: the per-message
 cost is a few rows written, not a task, a connection and a round trip each.
+A long message goes in parts (the adapter says how), each a send of its own with its own
+slot from both the channel's and the recipient's bucket. Parts go in rounds, the first
+part of every delivery, then the second, and each round's accepted parts are recorded
+before the next round starts: a retry, or a delivery taken over from a lost worker, goes
+on from the first part not recorded. A delivery is sent when its last part is.
 No database lock is held while the provider is called. The claim moves the row to
 "sending" with a lease; a second task for the same delivery (tasks may run twice)
 finds it final or leased and leaves it alone. If the worker dies during the send,
@@ -14,7 +19,7 @@ import logging
 import random
 import time
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
 
@@ -64,19 +69,20 @@ class DeliveryOutcome:
 class _Claim:
     delivery: Delivery
     attempt: DeliveryAttempt
-    outbound: OutboundMessage
-    slot: Slot  # when it may go: the rate-limit slot reserved for it
+    parts: list[OutboundMessage]  # those not accepted yet, in order
+    slot: Slot  # when the first may go: the rate-limit slot reserved for it
 
 
 @dataclass
 class _Ready:
-    """A delivery that may be sent, once it has a rate-limit slot and the breaker agrees."""
+    """A delivery that may be sent, once it has rate-limit slots and the breaker agrees."""
 
     delivery: Delivery
     contact: Contact | None
     address: str
-    wait: float = 0.0  # seconds from its slot's reservation
-    moment: float = 0.0  # time.monotonic() of its slot, when it has one
+    parts: list[OutboundMessage] = field(default_factory=list)  # those still to send
+    wait: float = 0.0  # seconds from its first part's slot reservation
+    moment: float = 0.0  # time.monotonic() of that slot, when it has one
 
 
 def retry_delay(attempt_number: int, retry_after: float | None) -> float:
@@ -101,17 +107,64 @@ def deliver_batch(delivery_ids: list[int]) -> list[DeliveryOutcome]:
     for claim in claims:
         by_channel[claim.delivery.channel].append(claim)
     for channel, group in by_channel.items():
-        answers = adapter_for(channel).send_batch([(c.outbound, c.slot) for c in group])
-        _tell_breaker(channel, [timed.answer for timed in answers])
-        sent = [(c, t) for c, t in zip(group, answers, strict=True)
-                if isinstance(t.answer, SendResult)]  # fmt: skip
-        if sent:
-            outcomes += _with_database_retries(lambda sent=sent: _record_sent(sent))
-        for claim, timed in zip(group, answers, strict=True):
-            if isinstance(timed.answer, ChannelError):
-                outcomes.append(_with_database_retries(
-                    lambda claim=claim, timed=timed: _record_failure(claim, timed)))  # fmt: skip
+        outcomes += _send_in_rounds(channel, group)
     return outcomes
+
+
+def _send_in_rounds(channel: str, claims: list[_Claim]) -> list[DeliveryOutcome]:
+    """Round n sends part n of each delivery that has one, each at its slot; what the
+    round's sends came to is recorded before the next round. A failed part ends its
+    delivery's attempt; the parts after it are not sent."""
+    adapter = adapter_for(channel)
+    outcomes: list[DeliveryOutcome] = []
+    seconds: dict[int, float] = defaultdict(float)  # each attempt's time at the provider
+    pending, number, round_ended = claims, 0, 0.0
+    while pending:
+        finished = [c for c in pending if number >= len(c.parts)]
+        if finished:
+            outcomes += _with_database_retries(lambda f=finished: _record_sent(f, seconds))
+        pending = [c for c in pending if number < len(c.parts)]
+        if not pending:
+            break
+        sends = [
+            (c.parts[number], _slot_for_part(c, number, round_ended) if number else c.slot)
+            for c in pending
+        ]
+        answers = adapter.send_batch(sends)
+        round_ended = time.monotonic()
+        _tell_breaker(channel, [timed.answer for timed in answers])
+        accepted = []
+        for claim, timed in zip(pending, answers, strict=True):
+            seconds[claim.delivery.pk] += timed.seconds
+            if isinstance(timed.answer, SendResult):
+                _note_part(claim.delivery, timed.answer)
+                accepted.append(claim)
+            else:
+                failed = Timed(timed.answer, seconds[claim.delivery.pk])
+                outcomes.append(_with_database_retries(
+                    lambda claim=claim, failed=failed: _record_failure(claim, failed)))  # fmt: skip
+        number += 1
+        unfinished = [c for c in accepted if number < len(c.parts)]
+        if unfinished:
+            _with_database_retries(lambda u=unfinished: _record_parts(u))
+        pending = accepted
+    return outcomes
+
+
+def _note_part(delivery: Delivery, result: SendResult) -> None:
+    delivery.parts_sent += 1
+    ids = [delivery.provider_message_id, result.provider_message_id]
+    delivery.provider_message_id = ",".join(i for i in ids if i)
+
+
+def _record_parts(claims: list[_Claim]) -> None:
+    """The parts accepted so far, before the next is sent: a lost worker or a retry then
+    sends only the ones after them."""
+    now = timezone.now()
+    for claim in claims:
+        claim.delivery.updated_at = now
+    update_rows(Delivery, [c.delivery for c in claims],
+                ["parts_sent", "provider_message_id", "updated_at"])  # fmt: skip
 
 
 def _with_database_retries(record, pauses: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)):
@@ -204,6 +257,9 @@ def _slots_and_breaker(ready: list[_Ready]) -> tuple[list[_Ready], dict[str, lis
     for item in ready:
         by_channel[item.delivery.channel].append(item)
     for channel, items in by_channel.items():
+        adapter = adapter_for(channel)
+        for item in items:
+            item.parts = adapter.parts(_outbound(item))[item.delivery.parts_sent :]
         if channel not in ADDRESSED_CHANNELS:
             go += items
             continue
@@ -277,7 +333,7 @@ def _mark_sending(go: list[_Ready], now: datetime) -> list[_Claim]:
         [DeliveryAttempt(delivery=d, number=d.attempts, started_at=now) for d in deliveries]
     )
     return [
-        _Claim(item.delivery, attempt, _outbound(item), _slot(item))
+        _Claim(item.delivery, attempt, item.parts, _slot(item))
         for item, attempt in zip(go, attempts, strict=True)
     ]
 
@@ -286,6 +342,16 @@ def _slot(item: _Ready) -> Slot:
     if item.delivery.channel in ADDRESSED_CHANNELS:
         return SendSlot(item.moment, item.delivery.channel, item.address)
     return Now()  # the web inbox has no rate limit
+
+
+def _slot_for_part(claim: _Claim, number: int, previous_answered: float) -> Slot:
+    """A later part's slot is reserved when its round comes (slots are taken in time
+    order, none held while the earlier parts go), and not before a recipient's interval
+    after the previous part was answered: its slot may have gone out a little late."""
+    channel = claim.delivery.channel
+    if channel not in ADDRESSED_CHANNELS:
+        return Now()
+    return SendSlot.after(previous_answered, channel, claim.parts[number].address)
 
 
 def _outbound(item: _Ready) -> OutboundMessage:
@@ -360,19 +426,18 @@ def _close_attempt(claim: _Claim, outcome: str, timed: Timed) -> None:
 
 
 @transaction.atomic
-def _record_sent(sent: list[tuple[_Claim, Timed]]) -> list[DeliveryOutcome]:
+def _record_sent(sent: list[_Claim], seconds: dict[int, float]) -> list[DeliveryOutcome]:
     now = timezone.now()
     attempts, deliveries = [], []
-    for claim, timed in sent:
+    for claim in sent:
         attempt = claim.attempt
         attempt.outcome = AttemptOutcome.SENT
         attempt.finished_at = now
-        attempt.duration_ms = int(timed.seconds * 1000)
+        attempt.duration_ms = int(seconds[claim.delivery.pk] * 1000)
         attempts.append(attempt)
         delivery = claim.delivery
         delivery.status = DeliveryStatus.SENT
         delivery.sent_at = now
-        delivery.provider_message_id = timed.answer.provider_message_id
         delivery.lease_until = None
         delivery.error_code = delivery.error_text = ""
         delivery.updated_at = now
@@ -381,7 +446,7 @@ def _record_sent(sent: list[tuple[_Claim, Timed]]) -> list[DeliveryOutcome]:
     update_rows(
         Delivery,
         deliveries,
-        ["status", "sent_at", "provider_message_id", "lease_until", "error_code",
+        ["status", "sent_at", "provider_message_id", "parts_sent", "lease_until", "error_code",
          "error_text", "updated_at"],
     )  # fmt: skip
     for delivery in deliveries:

@@ -181,7 +181,11 @@ class Delivery(models.Model):
         null=True, blank=True, help_text="Kept out of the broker (backpressure) since then."
     )
     sent_at = models.DateTimeField(null=True, blank=True)
-    provider_message_id = models.CharField(max_length=128, blank=True)
+    # The provider's id of each accepted part, comma-separated, in order.
+    provider_message_id = models.TextField(blank=True)
+    parts_sent = models.PositiveSmallIntegerField(
+        default=0, help_text="Parts the provider accepted; a retry sends only the rest."
+    )
     provider_status = models.CharField(
         max_length=16, blank=True, help_text="What the provider reported later (e.g. delivered)."
     )

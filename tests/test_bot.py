@@ -133,6 +133,17 @@ def test_it_answers_400_to_a_body_that_is_no_update(client, bot):
         assert response.status_code == 400
 
 
+@pytest.mark.parametrize("depth", [40, 2_000, 100_000])
+def test_it_answers_400_to_an_update_nested_too_deeply(client, bot, db, depth):
+    # 2,000 levels made json's parser raise RecursionError (a 500); 40 parse, but no
+    # Telegram update nests that deep, and storing it would walk every level.
+    body = '{"update_id": 9, "message": ' + '{"a": ' * depth + "1" + "}" * depth + "}"
+    headers = {"HTTP_X_TELEGRAM_BOT_API_SECRET_TOKEN": SECRET}
+    response = client.post(URL, data=body, content_type="application/json", **headers)
+    assert response.status_code == 400
+    assert not InboundUpdate.objects.exists()
+
+
 def test_it_stores_the_update_and_queues_its_task_after_commit(
     db, updates, broker, settings, django_capture_on_commit_callbacks
 ):

@@ -1,12 +1,19 @@
 import pytest
 from django.core.exceptions import ValidationError
+from hypothesis import given
+from hypothesis import strategies as st
 
 from channels_app.content import validate_content
+from channels_app.formatting import split_parts, to_telegram_html
+from channels_app.telegram import MAX_MESSAGE_LENGTH
+from tests.fakes.telegram_html import refusal
 
 
 @pytest.mark.parametrize(
-    "html", ["<b>bold</b> and <i>it</i>", '<a href="https://example.org">link</a>', "a<br>b",
-             "<pre><code>x</code></pre>", "Fish &amp; chips"],
+    "html",
+    ["<b>bold</b> and <i>it</i>", '<a href="https://example.org">link</a>', "a<br>b",
+     "a<br/>b", "<p>one</p><p>two</p>", '<span class="tg-spoiler">x</span>',
+     "<pre><code>x</code></pre>", "Fish &amp; chips"],
 )  # fmt: skip
 def test_it_accepts_telegram_html(html):
     validate_content("telegram", html, "html")
@@ -15,7 +22,8 @@ def test_it_accepts_telegram_html(html):
 @pytest.mark.parametrize(
     ("html", "problem"),
     [("<div>x</div>", "<div> is not allowed"), ("<b>x", "<b> is never closed"),
-     ("<b><i>x</b></i>", "</b> does not close"), ("<script>x</script>", "<script>")],
+     ("<b><i>x</b></i>", "</b> does not close"), ("<script>x</script>", "<script>"),
+     ("<span>x</span>", 'class="tg-spoiler"'), ("<b/>", "<b/> is not allowed")],
 )  # fmt: skip
 def test_it_refuses_html_telegram_cannot_parse_and_says_what(html, problem):
     with pytest.raises(ValidationError) as raised:
@@ -47,3 +55,27 @@ def test_it_refuses_empty_content_and_unknown_formats():
     with pytest.raises(ValidationError) as raised:
         validate_content("telegram", "x", "markdown")
     assert "format" in raised.value.message_dict
+
+
+# Markup as people write it: tags we accept or not, well nested or not, with text between.
+_TAG = st.sampled_from(["b", "i", "u", "s", "a", "code", "pre", "blockquote", "br", "p", "div",
+                        "span", "tg-spoiler", "h1", "em"])  # fmt: skip
+_PIECE = st.one_of(
+    st.text(alphabet="ab &<>\n", min_size=1, max_size=6),
+    _TAG.map(lambda tag: f"<{tag}>"),
+    _TAG.map(lambda tag: f"</{tag}>"),
+    _TAG.map(lambda tag: f"<{tag}/>"),
+    st.just('<span class="tg-spoiler">'),
+    st.just('<a href="https://example.org/?a=1&amp;b=2">'),
+)
+
+
+@given(st.lists(_PIECE, min_size=1, max_size=30).map("".join))
+def test_whatever_is_accepted_at_creation_telegram_accepts_when_sent(content):
+    try:
+        validate_content("telegram", content, "html")
+    except ValidationError:
+        return  # refused with a reason when written: never a failed delivery
+    sent = to_telegram_html(content, "html")
+    for part in split_parts(sent, MAX_MESSAGE_LENGTH, markup=True):
+        assert refusal(part, "HTML") is None, (content, part)

@@ -95,6 +95,19 @@ def test_whatsapp_refuses_a_post_without_a_valid_signature(client, fake_whatsapp
     assert not InboundUpdate.objects.exists()
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [b"not json", b"\xff\xfe", b"[" * 2_000 + b"]" * 2_000, b'{"entry": ' * 50 + b"1" + b"}" * 50],
+)
+def test_whatsapp_answers_400_to_a_signed_body_that_is_not_its_json(client, fake_whatsapp, db, raw):
+    signature = "sha256=" + hmac.new(APP_SECRET.encode(), raw, hashlib.sha256).hexdigest()
+    response = client.post(
+        WHATSAPP_URL, data=raw, content_type="application/json", HTTP_X_HUB_SIGNATURE_256=signature
+    )
+    assert response.status_code == 400
+    assert not InboundUpdate.objects.exists()
+
+
 def test_whatsapp_refuses_a_post_signed_with_another_secret(client, fake_whatsapp, db):
     assert post_whatsapp(client, whatsapp_body("STOP"), secret="other").status_code == 403
 

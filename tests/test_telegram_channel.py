@@ -35,6 +35,28 @@ def test_html_is_sent_in_html_parse_mode(channel, fake_telegram):
     assert fake_telegram.calls()[0].params["parse_mode"] == "HTML"
 
 
+def test_line_breaks_written_as_br_or_paragraphs_reach_telegram_as_newlines(channel, fake_telegram):
+    # Telegram refuses <br> and <p> ("Unsupported start tag"); the fake does too.
+    channel.send(message("one<br>two<br/>three<p>four &amp; <b>more</b></p><p>five</p>", "html"))
+    [call] = fake_telegram.sent()
+    assert call.params["text"] == "one\ntwo\nthree\n\nfour &amp; <b>more</b>\n\nfive"
+
+
+@pytest.mark.parametrize(
+    ("text", "description"),
+    [("<div>x</div>", 'Unsupported start tag "div"'), ("<span>x</span>", "tg-spoiler"),
+     ("<b>x", 'end tag corresponding to start tag "b"')],
+)  # fmt: skip
+def test_what_telegram_refuses_fails_for_good_naming_the_reason(
+    channel, fake_telegram, text, description
+):
+    with pytest.raises(PermanentError) as raised:
+        channel.send(message(text, "html"))
+    # python-telegram-bot writes Telegram's description with a capital, the rest as is.
+    assert raised.value.code == "bad_request"
+    assert description.lower() in raised.value.reason.lower()
+
+
 @pytest.mark.parametrize(
     ("reply", "error", "code"),
     [

@@ -10,7 +10,9 @@ Modes for the chaos tests (off by default, set with the constructor or configure
 - failure_rate: answer 5xx to that share of calls, at random (seeded);
 - delay: answer after that many seconds, or a random time in a (low, high) range;
 - outage(status): answer every call with that 5xx status until outage(None).
-Scripted answers always come first.
+Scripted answers always come first, after the checks Telegram makes of every message
+(telegram_html.py): HTML it cannot parse, an empty text or more than 4096 characters get
+its 400 whatever the script says.
 
 keep_alive=True answers in HTTP/1.1 and keeps each connection open for the next call, as
 Telegram does (the benchmarks use it). Off by default: a test's in-process client could
@@ -27,6 +29,8 @@ from collections import deque
 from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs
+
+from tests.fakes.telegram_html import refusal
 
 
 @dataclass(frozen=True)
@@ -317,7 +321,12 @@ class FakeTelegram:
                     params = {k: v[0] for k, v in parse_qs(raw).items()}
                 _, bot_token, method = self.path.split("/", 2)
                 call = Call(bot_token.removeprefix("bot"), method, params, time.time())
+                refused = None
                 if method == "sendMessage":
+                    refused = refusal(str(params.get("text", "")), params.get("parse_mode"))
+                if refused:
+                    reply = Reply(400, {"ok": False, "error_code": 400, "description": refused})
+                elif method == "sendMessage":
                     reply = fake._next_reply(str(params.get("chat_id")), call)
                 elif method in BOT_METHODS:
                     reply = fake._bot_method_reply(method, params)
