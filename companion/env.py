@@ -3,7 +3,7 @@
 Settings are read here and nowhere else. A wrong value stops start-up with an
 ImproperlyConfigured that names the variable, instead of surfacing later as an odd
 runtime error. Every name read is remembered in READ so that a test can check that
-docker-compose.yml and the deploy manifests only set variables the code knows.
+docker-compose.yml and deploy/ only set variables the code knows.
 """
 
 import os

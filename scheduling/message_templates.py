@@ -1,10 +1,10 @@
 """Reminders written once as templates, rendered in the patient's language.
 
-Which template is used, for a key and a patient's language such as "pt-BR":
-the organization's template in "pt-br", then in "pt"; then the global default in
-"pt-br", then "pt"; then the same two steps in TEMPLATE_FALLBACK_LANGUAGE ("en").
-Global defaults are rows without an organization, and, below them, the built-in set
-here (medication_reminder, appointment_reminder, check_in, follow_up in en and de).
+Which template is used, for a key and a patient's language such as "pt-BR": the
+organization's template in "pt-br", then "pt", then TEMPLATE_FALLBACK_LANGUAGE ("en");
+then a global row (one without an organization) in the same three languages; then the
+built-in set here (medication_reminder, appointment_reminder, check_in, follow_up in en
+and de) in the same three. The clinic's own text comes first, in whichever language.
 Parameters are checked when a message is created: a missing or unknown one is an error
 then, never a broken message at send time. In HTML templates parameters are escaped.
 """
