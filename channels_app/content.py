@@ -8,7 +8,7 @@ from html.parser import HTMLParser
 
 from django.core.exceptions import ValidationError
 
-from channels_app.formatting import to_plain_text
+from channels_app.formatting import PART_LENGTH, message_parts, to_plain_text
 
 # Telegram's HTML parse mode accepts only these tags (Bot API, "HTML style"); its parser
 # refuses the message for any other ("Unsupported start tag").
@@ -22,8 +22,11 @@ LINE_BREAK_TAGS = frozenset({"br", "p"})
 WRITABLE_TAGS = TELEGRAM_TAGS | LINE_BREAK_TAGS
 VOID_TAGS = frozenset({"br"})
 # Telegram and WhatsApp take 4096 characters a message; longer content is sent in parts
-# (formatting.split_parts), up to ten. SMS is never split by us: Twilio concatenates up
-# to 1600 characters, so anything longer is refused when the message is written.
+# (formatting.message_parts), at most MAX_PARTS: each takes a slot of the chat's limit
+# (a second on Telegram, six on WhatsApp), and a patient reads a long text better on the
+# web. SMS is never split by us: Twilio concatenates up to 1600 characters, so anything
+# longer is refused when the message is written.
+MAX_PARTS = 10
 MAX_LENGTH = {"telegram": 4096 * 10, "whatsapp": 4096 * 10, "sms": 1600, "email": 100_000,
               "web": 100_000}  # fmt: skip
 
@@ -87,3 +90,10 @@ def validate_content(channel: str, content: str, fmt: str) -> None:
         raise ValidationError(
             {"content": f"The message has {length} characters; {channel} allows {limit}."}
         )
+    parts = len(message_parts(channel, content, fmt)) if channel in PART_LENGTH else 1
+    if parts > MAX_PARTS:
+        problem = (
+            f"The message would go in {parts} parts on {channel}; at most {MAX_PARTS} "
+            f"({PART_LENGTH[channel]} characters each, cut between paragraphs)."
+        )
+        raise ValidationError({"content": problem})

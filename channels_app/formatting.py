@@ -113,6 +113,21 @@ def _paragraph_break(out: list[str]) -> str:
     return "\n" * max(0, 2 - (len(written) - len(written.rstrip("\n"))))
 
 
+# The longest message each platform takes; longer content goes in parts.
+PART_LENGTH = {"telegram": 4096, "whatsapp": 4096}
+
+
+def message_parts(channel: str, content: str, fmt: str) -> list[str]:
+    """The texts a message is sent as on its platform, one per part, rendered for it."""
+    if channel == "telegram":
+        html = fmt == "html"
+        text = to_telegram_html(content, "html") if html else content
+        return split_parts(text, PART_LENGTH[channel], markup=html)
+    if channel == "whatsapp":
+        return split_parts(to_whatsapp(content, fmt), PART_LENGTH[channel], markup=False)
+    return [content]
+
+
 def _href(start_tag: str) -> str:
     found = re.search(r"""href\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+))""", start_tag)
     return html.unescape(next(g for g in found.groups() if g is not None)) if found else ""

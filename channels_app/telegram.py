@@ -34,12 +34,12 @@ from channels_app.base import (
     TransientError,
     internal_error,
 )
-from channels_app.formatting import split_parts, to_telegram_html
+from channels_app.formatting import PART_LENGTH, message_parts
 from channels_app.telegram_request import AiohttpRequest
 
 logger = logging.getLogger(__name__)
 
-MAX_MESSAGE_LENGTH = 4096
+MAX_MESSAGE_LENGTH = PART_LENGTH["telegram"]
 
 
 class _Session(threading.local):
@@ -114,9 +114,7 @@ class TelegramChannel(ChannelAdapter):
         return timed.answer
 
     def parts(self, message: OutboundMessage) -> list[OutboundMessage]:
-        html = message.format == "html"
-        text = to_telegram_html(message.text, "html") if html else message.text
-        texts = split_parts(text, MAX_MESSAGE_LENGTH, markup=html)
+        texts = message_parts(self.name, message.text, message.format)
         last = len(texts) - 1
         return [
             replace(message, text=part, buttons=message.buttons if n == last else ())

@@ -59,12 +59,12 @@ from channels_app.base import (
     SendResult,
     TransientError,
 )
-from channels_app.formatting import split_parts, to_whatsapp
+from channels_app.formatting import PART_LENGTH, message_parts
 from channels_app.http import http_session, retry_after, without_numbers
 
 logger = logging.getLogger(__name__)
 
-MAX_MESSAGE_LENGTH = 4096
+MAX_MESSAGE_LENGTH = PART_LENGTH["whatsapp"]
 
 THROUGHPUT_CODES = frozenset({4, 80007, 130429})
 PAIR_RATE_LIMIT_CODE = 131056
@@ -87,8 +87,7 @@ class WhatsAppChannel(ConcurrentHttpAdapter):
         self._timeout = timeout
 
     def parts(self, message: OutboundMessage) -> list[OutboundMessage]:
-        rendered = to_whatsapp(message.text, message.format)
-        texts = split_parts(rendered, MAX_MESSAGE_LENGTH, markup=False)
+        texts = message_parts(self.name, message.text, message.format)
         return [replace(message, text=text, format="text") for text in texts]
 
     def send(self, message: OutboundMessage) -> SendResult:
