@@ -72,6 +72,22 @@ def number(name: str, default: float, *, minimum: float = 0.0) -> float:
     return _numeric(name, default, float, "a number", minimum, None)
 
 
+def numbers(name: str, default: list[float], *, minimum: float = 0.0) -> list[float]:
+    """A comma-separated list of numbers, e.g. "300,600,1200"."""
+    found = []
+    for item in words(name, []):
+        try:
+            value = float(item)
+        except ValueError:
+            raise ImproperlyConfigured(f"{name}={_raw(name)!r}: {item!r} is not a number") from None
+        if value < minimum:
+            raise ImproperlyConfigured(
+                f"{name}={_raw(name)!r}: {value:g} is below its minimum of {minimum:g}"
+            )
+        found.append(value)
+    return found or default
+
+
 def words(name: str, default: list[str]) -> list[str]:
     value = _raw(name)
     if value is None:

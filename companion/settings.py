@@ -171,9 +171,17 @@ DISPATCH_MISSED_RECORD_LIMIT = env.integer(
     "DISPATCH_MISSED_RECORD_LIMIT", 1000, minimum=1, maximum=100_000
 )
 DISPATCH_BATCH_SIZE = env.integer("DISPATCH_BATCH_SIZE", 500, minimum=1, maximum=10_000)
-DELIVERY_MAX_ATTEMPTS = env.integer("DELIVERY_MAX_ATTEMPTS", 5, minimum=1, maximum=50)
+# Retries go on while the delivery window lasts: exponential backoff with full jitter from
+# the base, capped at the maximum, stopped by the window. The attempt count is a backstop
+# sized to fit the default hour: twenty tries take about half an hour of backoff, so a
+# provider failing half its calls still gets more than 99.9 % through (five tries, the
+# earlier default, gave up on 3 % within the first minute). Or a fixed schedule, as some
+# clinics expect: DELIVERY_RETRY_SCHEDULE_SECONDS=300,600,1200 waits 5, 10, then 20
+# minutes before each further try, the last wait repeating.
+DELIVERY_MAX_ATTEMPTS = env.integer("DELIVERY_MAX_ATTEMPTS", 20, minimum=1, maximum=100)
 DELIVERY_RETRY_BASE_SECONDS = env.number("DELIVERY_RETRY_BASE_SECONDS", 2.0, minimum=0.1)
 DELIVERY_RETRY_MAX_SECONDS = env.number("DELIVERY_RETRY_MAX_SECONDS", 300.0, minimum=1.0)
+DELIVERY_RETRY_SCHEDULE_SECONDS = env.numbers("DELIVERY_RETRY_SCHEDULE_SECONDS", [], minimum=1.0)
 DELIVERY_DEFAULT_WINDOW_SECONDS = env.integer("DELIVERY_DEFAULT_WINDOW_SECONDS", 3600, minimum=60)
 # A delivery left in "sending" longer than this is taken to belong to a dead worker.
 DELIVERY_LEASE_SECONDS = env.integer("DELIVERY_LEASE_SECONDS", 120, minimum=10)

@@ -86,7 +86,11 @@ class _Ready:
 
 
 def retry_delay(attempt_number: int, retry_after: float | None) -> float:
-    """Exponential backoff with full jitter, never sooner than the provider asked."""
+    """The wait after try `attempt_number` failed: the fixed schedule when one is set,
+    else exponential backoff with full jitter; never sooner than the provider asked."""
+    schedule = settings.DELIVERY_RETRY_SCHEDULE_SECONDS
+    if schedule:
+        return max(schedule[min(attempt_number, len(schedule)) - 1], retry_after or 0.0)
     ceiling = min(
         settings.DELIVERY_RETRY_MAX_SECONDS,
         settings.DELIVERY_RETRY_BASE_SECONDS * 2 ** (attempt_number - 1),

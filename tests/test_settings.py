@@ -30,6 +30,8 @@ def start_up(**env: str) -> subprocess.CompletedProcess:
         ("TELEGRAM_API_BASE_URL", "api.telegram.org", "http://"),
         ("LOG_LEVEL", "LOUD", "not a logging level"),
         ("DELIVERY_RETRY_BASE_SECONDS", "fast", "is not a number"),
+        ("DELIVERY_RETRY_SCHEDULE_SECONDS", "5m,10m", "'5m' is not a number"),
+        ("DELIVERY_RETRY_SCHEDULE_SECONDS", "300,0", "below its minimum"),
     ],
 )
 def test_a_wrong_value_stops_start_up_naming_the_variable(name, value, words):
