@@ -215,6 +215,9 @@ def test_the_organizations_own_template_comes_first(api, patient, organization):
         ({"content": None, "template": "check_in", "parameters": {"x": "1"}}, "parameters"),
         ({"content": None, "template": "check_in", "parameters": {"x": {"y": 1}}}, "parameters"),
         ({"content": "   "}, "content"),
+        ({"content": 12345}, "content"),
+        ({"content": 1.5}, "content"),
+        ({"schedule": 8}, "schedule"),
         ({"content": "<script>x</script>", "format": "html"}, "content"),
         ({"format": "markdown"}, "format"),
         ({"priority": 9}, "priority"),
@@ -824,6 +827,8 @@ def test_a_new_patient_zone_reschedules_their_messages(api, patient):
         ({"name": ""}, "name"),
         ({"name": "x" * 201}, "name"),
         ({"quiet_hours_start": "22:00:30", "quiet_hours_end": "07:00"}, "quiet_hours_start"),
+        ({"name": 42}, "name"),
+        ({"contacts": [{"channel": "telegram", "address": 123456789}]}, "contacts"),
     ],
 )
 def test_an_invalid_patient_is_a_400(api, db, fields, field):

@@ -4,6 +4,8 @@ import contextlib
 
 from auditlog.context import auditlog_value
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import models
+from rest_framework import serializers
 from rest_framework.exceptions import ParseError, ValidationError
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.parsers import JSONParser
@@ -12,6 +14,27 @@ from rest_framework.serializers import as_serializer_error
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from patients.access import admin_organization_ids, organization_ids
+
+
+class StrictCharField(serializers.CharField):
+    """A string, and only a string. DRF's CharField turns 123 into "123": a number sent as
+    a message's text or as a Telegram chat id would be taken as one, where the sender
+    most likely sent the wrong field."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictModelSerializer(serializers.ModelSerializer):
+    """Model text fields read with StrictCharField."""
+
+    serializer_field_mapping = {
+        **serializers.ModelSerializer.serializer_field_mapping,
+        models.CharField: StrictCharField,
+        models.TextField: StrictCharField,
+    }
 
 
 class StrictJSONParser(JSONParser):

@@ -10,6 +10,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from care_team.api import operations
+from care_team.api.framework import StrictCharField, StrictModelSerializer
 from patients.access import scoped
 from patients.models import (
     Channel,
@@ -164,7 +165,7 @@ class RuleField(serializers.Field):
 # --- Patients ---------------------------------------------------------------------------
 
 
-class ContactSerializer(serializers.ModelSerializer):
+class ContactSerializer(StrictModelSerializer):
     verified = IsSetField(
         source="verified_at",
         required=False,
@@ -207,7 +208,7 @@ class ContactSerializer(serializers.ModelSerializer):
         return attrs
 
 
-class PatientSerializer(serializers.ModelSerializer):
+class PatientSerializer(StrictModelSerializer):
     organization = ScopedSlugField(
         queryset=Organization.objects.all(),
         required=False,
@@ -305,7 +306,7 @@ class PatientSerializer(serializers.ModelSerializer):
 # --- Messages ---------------------------------------------------------------------------
 
 
-class AttemptSerializer(serializers.ModelSerializer):
+class AttemptSerializer(StrictModelSerializer):
     class Meta:
         model = DeliveryAttempt
         fields = [
@@ -320,7 +321,7 @@ class AttemptSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class DeliverySerializer(serializers.ModelSerializer):
+class DeliverySerializer(StrictModelSerializer):
     attempt_count = serializers.IntegerField(source="attempts", read_only=True)
     attempts = AttemptSerializer(source="attempt_log", many=True, read_only=True)
 
@@ -347,10 +348,10 @@ class DeliverySerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class MessageSerializer(serializers.ModelSerializer):
+class MessageSerializer(StrictModelSerializer):
     organization = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     quiet_hours_override = serializers.BooleanField(source="ignore_quiet_hours", read_only=True)
-    effective_timezone = serializers.CharField(source="zone_name", read_only=True)
+    effective_timezone = StrictCharField(source="zone_name", read_only=True)
 
     class Meta:
         model = ScheduledMessage
@@ -400,13 +401,13 @@ class _TimingSerializer(serializers.Serializer):
 
     patient = ScopedIdField(queryset=Patient.objects.all())
     scheduled_time = AwareDateTimeField(required=False, help_text="A one-time message.")
-    schedule = serializers.CharField(
+    schedule = StrictCharField(
         required=False,
         max_length=MAX_PHRASE_LENGTH,
         help_text='A phrase: "daily at 08:00", "every 2h", "tomorrow 15:30".',
     )
     recurrence = RuleField(required=False)
-    timezone = serializers.CharField(
+    timezone = StrictCharField(
         required=False,
         allow_blank=True,
         max_length=64,
@@ -425,15 +426,13 @@ class _TimingSerializer(serializers.Serializer):
 
 
 class MessageCreateSerializer(_TimingSerializer):
-    content = serializers.CharField(
-        required=False, max_length=MAX_CONTENT_LENGTH, trim_whitespace=False
-    )
+    content = StrictCharField(required=False, max_length=MAX_CONTENT_LENGTH, trim_whitespace=False)
     format = serializers.ChoiceField(choices=ContentFormat.choices, default=ContentFormat.TEXT)
     template = serializers.SlugField(
         required=False, max_length=64, help_text="A template key, e.g. appointment_reminder."
     )
     parameters = serializers.DictField(
-        child=serializers.CharField(allow_blank=True, max_length=1000),
+        child=StrictCharField(allow_blank=True, max_length=1000),
         required=False,
         help_text="The template's parameters; {name} comes from the patient.",
     )
@@ -455,13 +454,11 @@ class MessageUpdateSerializer(serializers.Serializer):
     """What may change while a message is pending. Fields not given keep their values (for
     PUT too); a new time is read in the message's (possibly new) zone."""
 
-    content = serializers.CharField(
-        required=False, max_length=MAX_CONTENT_LENGTH, trim_whitespace=False
-    )
+    content = StrictCharField(required=False, max_length=MAX_CONTENT_LENGTH, trim_whitespace=False)
     format = serializers.ChoiceField(choices=ContentFormat.choices, required=False)
     priority = serializers.IntegerField(required=False, min_value=1, max_value=5)
     channel = serializers.ChoiceField(choices=Channel.choices, required=False, allow_null=True)
-    timezone = serializers.CharField(
+    timezone = StrictCharField(
         required=False, allow_blank=True, max_length=64, validators=[validate_timezone]
     )
     quiet_hours_override = serializers.BooleanField(required=False)
@@ -469,7 +466,7 @@ class MessageUpdateSerializer(serializers.Serializer):
         required=False, min_value=60, max_value=MAX_WINDOW_SECONDS
     )
     scheduled_time = AwareDateTimeField(required=False)
-    schedule = serializers.CharField(required=False, max_length=MAX_PHRASE_LENGTH)
+    schedule = StrictCharField(required=False, max_length=MAX_PHRASE_LENGTH)
     recurrence = RuleField(required=False)
 
     validate_scheduled_time = _TimingSerializer.validate_scheduled_time
@@ -509,7 +506,7 @@ class OccurrenceSerializer(serializers.Serializer):
 
 
 class PreviewSerializer(serializers.Serializer):
-    timezone = serializers.CharField()
+    timezone = StrictCharField()
     occurrences = OccurrenceSerializer(many=True)
 
 
@@ -582,7 +579,7 @@ class BulkResultSerializer(serializers.Serializer):
 # --- Templates --------------------------------------------------------------------------
 
 
-class TemplateSerializer(serializers.ModelSerializer):
+class TemplateSerializer(StrictModelSerializer):
     organization = ScopedSlugField(
         queryset=Organization.objects.all(),
         allow_null=True,
@@ -593,7 +590,7 @@ class TemplateSerializer(serializers.ModelSerializer):
     language = serializers.RegexField(
         r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})?\Z", max_length=16, help_text="e.g. en, de, pt-br"
     )
-    body = serializers.CharField(max_length=MAX_CONTENT_LENGTH, trim_whitespace=False)
+    body = StrictCharField(max_length=MAX_CONTENT_LENGTH, trim_whitespace=False)
     parameters = serializers.SerializerMethodField()
     builtin = serializers.SerializerMethodField()
     # Both null for the built-in defaults, which are not rows.
@@ -684,10 +681,10 @@ class TemplateSerializer(serializers.ModelSerializer):
 
 class CheckSerializer(serializers.Serializer):
     ok = serializers.BooleanField()
-    detail = serializers.CharField()
+    detail = StrictCharField()
 
 
 class HealthSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=["ok", "failing"])
-    failing = serializers.ListField(child=serializers.CharField())
+    failing = serializers.ListField(child=StrictCharField())
     checks = serializers.DictField(child=CheckSerializer())
