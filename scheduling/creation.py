@@ -53,26 +53,35 @@ def message_create(request: MessageRequest) -> ScheduledMessage:
     return message_schedule(content=request.content, format=request.format, **options)
 
 
+# The ways a request may say when: alone, or a start with a rule.
+TIMINGS = (["scheduled_time"], ["schedule"], ["recurrence"], ["scheduled_time", "recurrence"])
+
+
 def message_timing(request: MessageRequest) -> tuple[datetime, str]:
-    """When a request says to send: (first occurrence in UTC, RRULE or "")."""
+    """When a request says to send: (first occurrence in UTC, RRULE or "").
+
+    A scheduled_time with a recurrence is a repeating message that starts then; a JSON
+    pattern without a "time" takes the scheduled time's local time."""
     given = [name for name in ("scheduled_time", "schedule", "recurrence")
              if getattr(request, name) not in (None, "", {})]  # fmt: skip
-    if len(given) != 1:
-        raise ValidationError(
-            {"scheduled_time": "Give exactly one of scheduled_time, schedule or recurrence."}
-        )
-    if request.scheduled_time is not None:
-        if timezone.is_naive(request.scheduled_time):
-            raise ValidationError({"scheduled_time": "The time needs a UTC offset."})
+    if given not in TIMINGS:
+        problem = "Give one of scheduled_time, schedule or recurrence, or both scheduled_time "
+        problem += "and recurrence (a repeating message that starts then)."
+        raise ValidationError({"scheduled_time": problem})
+    if request.scheduled_time is not None and timezone.is_naive(request.scheduled_time):
+        raise ValidationError({"scheduled_time": "The time needs a UTC offset."})
+    if given == ["scheduled_time"]:
         return request.scheduled_time, ""
-    field_name = given[0]
+    field_name = given[-1]
     phrase = getattr(request, field_name)
     bare_rule = isinstance(phrase, str) and "=" in phrase and not phrase.strip().startswith("{")
     if field_name == "recurrence" and bare_rule and not phrase.strip().upper().startswith("RRULE:"):
         phrase = "RRULE:" + phrase.strip()  # a bare FREQ=... line
     zone = request.timezone or request.patient.timezone
     try:
-        parsed = parse_schedule(phrase, zone_name=zone, now=timezone.now())
+        parsed = parse_schedule(
+            phrase, zone_name=zone, now=timezone.now(), starting=request.scheduled_time
+        )
     except PhraseError as error:
         raise ValidationError({field_name: str(error)}) from error
     return parsed.starts_at, parsed.rrule

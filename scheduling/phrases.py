@@ -84,11 +84,19 @@ def parse_schedule(
     now: datetime,
     until: date | None = None,
     count: int | None = None,
+    starting: datetime | None = None,
 ) -> ParsedSchedule:
-    """The schedule a phrase or JSON pattern describes, read in the zone `zone_name`."""
+    """The schedule a phrase or JSON pattern describes, read in the zone `zone_name`.
+
+    `starting`: a repeating schedule begins at this moment at the earliest, and a JSON
+    pattern without a "time" takes this moment's local time ({"type": "daily"} with a
+    start at 09:00 is daily at 09:00)."""
     try:
-        clock = _Clock(_checked_now(now), _zone(zone_name))
-        plan, ends = _read(phrase, clock)
+        zone = _zone(zone_name)
+        start = _checked_now(starting) if starting is not None else None
+        clock = _Clock(max(_checked_now(now), start or _checked_now(now)), zone)
+        default_time = f"{start.astimezone(zone):%H:%M}" if start else None
+        plan, ends = _read(phrase, clock, default_time)
         return _schedule(plan, [*ends, *_keyword_ends(until, count)], clock)
     except _NotUnderstood as problem:
         raise PhraseError(_message(phrase, problem.problem, problem.example)) from None
@@ -685,7 +693,9 @@ _COMMON_KEYS = {"type", "time", "until", "count"}
 _MISSING = object()
 
 
-def _read_pattern(data: dict) -> tuple[_Rule, list[_End]]:
+def _read_pattern(data: dict, default_time: str | None = None) -> tuple[_Rule, list[_End]]:
+    if default_time is not None and "time" not in data:
+        data = {**data, "time": default_time}
     for key in data:
         if not isinstance(key, str):
             raise _NotUnderstood(f"key {_quote(key)} is not text")
@@ -810,10 +820,12 @@ def _json_object(text: str) -> dict:
 # -- Reading and scheduling ----------------------------------------------------------------
 
 
-def _read(phrase: object, clock: _Clock) -> tuple[_Plan, list[_End]]:
+def _read(
+    phrase: object, clock: _Clock, default_time: str | None = None
+) -> tuple[_Plan, list[_End]]:
     """A phrase, a raw RRULE or a JSON pattern, read into a plan and its ends."""
     if isinstance(phrase, dict):
-        return _read_pattern(phrase)
+        return _read_pattern(phrase, default_time)
     if not isinstance(phrase, str):
         raise _NotUnderstood(f"expected text or a JSON object, not {type(phrase).__name__}")
     text = " ".join(phrase.split())
@@ -822,7 +834,7 @@ def _read(phrase: object, clock: _Clock) -> tuple[_Plan, list[_End]]:
     if len(text) > MAX_PHRASE_LENGTH:
         raise _NotUnderstood(f"the phrase is longer than {MAX_PHRASE_LENGTH} characters")
     if text.startswith("{"):
-        return _read_pattern(_json_object(text))
+        return _read_pattern(_json_object(text), default_time)
     if text[:6].upper() == "RRULE:":
         try:
             return _read_raw_rule(text[6:]), []

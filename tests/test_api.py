@@ -4,8 +4,8 @@ their deliveries, templates, patients, health, and the provider command."""
 import io
 import socket
 import time
+from datetime import datetime, timedelta
 from datetime import time as clock
-from datetime import timedelta
 from datetime import timezone as fixed_offset
 from zoneinfo import ZoneInfo
 
@@ -157,6 +157,25 @@ def test_it_creates_a_recurring_message_from_a_phrase_a_rule_or_a_pattern(
     assert response.status_code == 201, response.json()
     assert rule in response.json()["recurrence"]
     assert response.json()["next_run_at"] is not None
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [{"type": "daily"}, {"type": "weekly", "days": [0, 2, 4]}, {"type": "monthly", "day": 15}],
+)
+def test_a_pattern_without_a_time_repeats_at_the_scheduled_time(api, make_patient, pattern):
+    # The seed's examples: a scheduled time and a recurrence without "time".
+    patient = make_patient(zone="Europe/Berlin")
+    start = (timezone.now() + timedelta(days=3)).astimezone(ZoneInfo("Europe/Berlin"))
+    start = start.replace(hour=9, minute=30, second=0, microsecond=0)
+    response = create(api, patient, scheduled_time=start.isoformat(), recurrence=pattern)
+
+    assert response.status_code == 201, response.json()
+    assert "BYHOUR=9;BYMINUTE=30" in response.json()["recurrence"]
+    first = datetime.fromisoformat(response.json()["next_run_at"])
+    assert first >= start and first.astimezone(start.tzinfo).strftime("%H:%M") == "09:30"
+    if pattern["type"] == "daily":
+        assert first == start
 
 
 def test_a_phrase_is_read_in_the_patients_zone_unless_a_zone_is_given(api, make_patient):

@@ -420,6 +420,33 @@ def test_json_patterns_start_at_their_first_occurrence():
     assert parse(PATTERNS[6][0]).starts_at == utc(2025, 4, 30, 16, 0)
 
 
+@pytest.mark.parametrize(
+    ("pattern", "rule", "first"),
+    [
+        ({"type": "daily"}, "FREQ=DAILY;BYHOUR=9;BYMINUTE=30", utc(2025, 4, 20, 7, 30)),
+        ({"type": "weekly", "days": [0, 2, 4]}, "FREQ=WEEKLY;BYDAY=MO,WE,FR;BYHOUR=9;BYMINUTE=30",
+         utc(2025, 4, 21, 7, 30)),
+        ({"type": "monthly", "day": 15}, "FREQ=MONTHLY;BYMONTHDAY=15;BYHOUR=9;BYMINUTE=30",
+         utc(2025, 5, 15, 7, 30)),
+    ],
+)  # fmt: skip
+def test_a_pattern_without_a_time_takes_the_start_s_local_time(pattern, rule, first):
+    # As care teams write it: {"scheduled_time": "2025-04-20T09:30:00+02:00",
+    # "recurrence": {"type": "daily"}}; the start is a Sunday.
+    start = datetime(2025, 4, 20, 9, 30, tzinfo=ZoneInfo(BERLIN))
+    parsed = parse(pattern, starting=start)
+    assert (parsed.rrule, parsed.starts_at) == (rule, first)
+
+
+def test_without_a_start_a_pattern_still_needs_its_time():
+    assert 'key "time" is missing' in refused({"type": "daily"})
+
+
+def test_a_start_in_the_past_begins_at_the_next_occurrence_at_its_time():
+    long_ago = datetime(2024, 1, 15, 8, 0, tzinfo=ZoneInfo(BERLIN))
+    assert parse({"type": "daily"}, starting=long_ago).starts_at == utc(2025, 4, 15, 6, 0)
+
+
 def test_a_custom_pattern_starts_now_or_at_its_time_of_day():
     assert parse({"type": "custom", "minutes": 120}).starts_at == utc(2025, 4, 14, 9, 0)
     with_time = parse({"type": "custom", "minutes": 120, "time": "08:00"})
