@@ -183,6 +183,8 @@ class Delivery(models.Model):
     sent_at = models.DateTimeField(null=True, blank=True)
     # The provider's id of each accepted part, comma-separated, in order.
     provider_message_id = models.TextField(blank=True)
+    # The message's, when the delivery was made: held deliveries are released by it.
+    priority = models.PositiveSmallIntegerField(default=3)
     parts_sent = models.PositiveSmallIntegerField(
         default=0, help_text="Parts the provider accepted; a retry sends only the rest."
     )
@@ -215,8 +217,8 @@ class Delivery(models.Model):
                 condition=Q(status="sending"),
             ),
             models.Index(
-                fields=["channel", "next_attempt_at"],
-                name="delivery_held_idx",
+                fields=["channel", "priority", "next_attempt_at"],
+                name="delivery_held_priority_idx",
                 condition=Q(status="queued", held_at__isnull=False),
             ),
             models.Index(fields=["status", "occurrence_at"]),

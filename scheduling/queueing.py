@@ -126,7 +126,8 @@ def enqueue_with_backpressure(items: list[tuple[int, str]]) -> int:
 
 
 def release_held_deliveries() -> int:
-    """Publishes held deliveries, oldest first, as far as each channel has room; those past
+    """Publishes held deliveries, the most urgent priority first and the oldest first
+    within it, as far as each channel has room; those past
     their window are expired first, so that none of them is published as the probe. An
     idle tick (nothing held) makes one read and no write."""
     held = Delivery.objects.filter(status=DeliveryStatus.QUEUED, held_at__isnull=False)
@@ -163,7 +164,7 @@ def _release(channel: str, room: int) -> int:
     ids = list(
         Delivery.objects.filter(status=DeliveryStatus.QUEUED, held_at__isnull=False,
                                 channel=channel)
-        .order_by("next_attempt_at")
+        .order_by("priority", "next_attempt_at")
         .select_for_update(skip_locked=True)
         .values_list("pk", flat=True)[:room]
     )  # fmt: skip

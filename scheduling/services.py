@@ -212,7 +212,7 @@ def message_send_now(message: ScheduledMessage, *, actor=None) -> Delivery:
     now = timezone.now().replace(microsecond=0)
     delivery, _ = Delivery.objects.get_or_create(
         message=message, occurrence_at=now,
-        defaults={"channel": message.channel, "next_attempt_at": now,
+        defaults={"channel": message.channel, "next_attempt_at": now, "priority": message.priority,
                   "expires_at": now + timedelta(seconds=message.delivery_window_seconds)},
     )  # fmt: skip
     if not message.recurrence and message.status == MessageStatus.ACTIVE:

@@ -4,6 +4,7 @@ import threading
 import time
 
 import pytest
+from django.forms.models import model_to_dict
 from django.utils import timezone
 
 from channels_app.breaker import (
@@ -15,7 +16,7 @@ from channels_app.breaker import (
 from channels_app.ratelimit import take_token
 from scheduling.delivery import deliver
 from scheduling.dispatch import dispatch_due
-from scheduling.models import AttemptOutcome, Delivery, DeliveryStatus
+from scheduling.models import AttemptOutcome, Delivery, DeliveryStatus, ScheduledMessage
 from scheduling.queueing import enqueue_deliveries, queue_room
 from scheduling.services import message_schedule
 from tests.conftest import ago
@@ -305,14 +306,67 @@ def test_two_dispatchers_at_once_publish_one_probe_between_them(settings, broker
     assert sorted(rooms) == [0] * 7 + [1]
 
 
+def clone_messages(template, count: int, **changes) -> None:
+    fields = model_to_dict(template, exclude=["id", "organization", "patient"])
+    fields |= {"organization_id": template.organization_id, "patient_id": template.patient_id}
+    ScheduledMessage.objects.bulk_create(
+        ScheduledMessage(**(fields | changes)) for _ in range(count)
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_after_an_outage_priority_1_goes_out_before_the_held_routine_backlog(
+    settings, make_patient, broker, fake_telegram
+):
+    settings.BREAKER_FAILURE_THRESHOLD = 1
+    breaker_record("telegram", success=False)  # open for the shipped 30 s
+    routine = message_schedule(patient=make_patient(), content="routine", starts_at=ago(1))
+    clone_messages(routine, 1999)
+    dispatch_due()
+    urgent = message_schedule(
+        patient=make_patient(), content="urgent", starts_at=ago(1), priority=1
+    )
+    clone_messages(urgent, 9, priority=1)
+    dispatch_due()
+    assert Delivery.objects.filter(held_at__isnull=False).count() == 2010
+    urgent_ids = set(Delivery.objects.filter(priority=1).values_list("pk", flat=True))
+
+    # The open period is over (set so, not waited for) and the provider is back: the
+    # probe is the most urgent held delivery, then the rest are published most urgent
+    # first, and the queue keeps that order.
+    broker.client.hset("breaker:telegram", "until", 0)
+    dispatch_due()
+    [probe] = broker.queued_deliveries("deliver.telegram")
+    assert probe in urgent_ids
+    assert deliver(probe).status == DeliveryStatus.SENT
+    broker.client.delete("deliver.telegram")
+    dispatch_due()
+    published = broker.queued_deliveries("deliver.telegram")
+    assert len(published) == 2009
+    assert set(published[:9]) == urgent_ids - {probe}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_deliveries_due_in_the_same_tick_are_published_most_urgent_first(make_patient, broker):
+    for priority in (3, 5, 3, 1, 2):
+        patient = make_patient()
+        message_schedule(
+            patient=patient, content=f"p{priority}", starts_at=ago(1), priority=priority
+        )
+    dispatch_due()
+    published = broker.queued_deliveries("deliver.telegram")
+    priorities = [Delivery.objects.get(pk=pk).priority for pk in published]
+    assert priorities == [1, 2, 3, 3, 5]
+
+
 def test_the_status_page_shows_a_breaker_past_its_open_period_as_probing(
     settings, admin_client, broker
 ):
     settings.BREAKER_FAILURE_THRESHOLD = 1
-    settings.BREAKER_OPEN_SECONDS = 0.2
+    settings.BREAKER_OPEN_SECONDS = 1.0
     breaker_record("telegram", success=False)
     assert '<td class="open">open</td>' in admin_client.get("/ops/channels/").content.decode()
-    time.sleep(0.25)
+    time.sleep(1.05)
     assert '<td class="probing">probing</td>' in admin_client.get("/ops/channels/").content.decode()
     breaker_allow("telegram")  # a delivery takes the probe: half-open
     assert '<td class="probing">probing</td>' in admin_client.get("/ops/channels/").content.decode()
