@@ -9,6 +9,7 @@ patient's unused older ones.
 """
 
 import hashlib
+import io
 import logging
 import secrets
 from dataclasses import dataclass
@@ -80,6 +81,13 @@ def link_token_create(*, patient: Patient, actor=None) -> IssuedLink:
 def link_qr_svg(url: str) -> str:
     """An inline SVG QR code of the link, for the admin page."""
     return segno.make(url, error="m").svg_inline(scale=4)
+
+
+def link_qr_png(url: str) -> bytes:
+    """The QR code as a PNG, for printing or a letter."""
+    out = io.BytesIO()
+    segno.make(url, error="m").save(out, kind="png", scale=8)
+    return out.getvalue()
 
 
 @transaction.atomic

@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 
 from django.contrib.auth.models import Group, Permission, User
+from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_slug
 from django.db import transaction
@@ -24,11 +25,15 @@ class Provider:
 
 
 @transaction.atomic
-def provider_create(*, organization_slug: str, username: str, admin: bool = False) -> Provider:
-    """The organization (named after its slug if new), a staff user with an unusable
-    password, their membership and their API token. Running it again changes nothing
-    and returns the same token, except that `admin` promotes an existing staff member;
-    it never demotes (that is an operator's decision, in the admin)."""
+def provider_create(
+    *, organization_slug: str, username: str, admin: bool = False, password: str | None = None
+) -> Provider:
+    """The organization (named after its slug if new), a staff user, their membership and
+    their API token. Running it again changes nothing and returns the same token, except
+    that `admin` promotes an existing staff member (it never demotes: that is an
+    operator's decision, in the admin). With `password` (checked by Django's password
+    validators) the user can log in to the admin and the web UI; without, a new user's
+    password is unusable."""
     validate_slug(organization_slug)
     if not username or len(username) > 150:
         raise ValidationError("A username has 1 to 150 characters.")
@@ -37,10 +42,14 @@ def provider_create(*, organization_slug: str, username: str, admin: bool = Fals
         defaults={"name": organization_slug.replace("-", " ").replace("_", " ").title()},
     )
     user, created = User.objects.get_or_create(username=username, defaults={"is_staff": True})
-    if created:
-        user.set_unusable_password()  # `manage.py changepassword` gives an admin login
+    if password is not None:
+        validate_password(password, user)
+        user.set_password(password)
         user.save()
-    elif not user.is_staff:
+    elif created:
+        user.set_unusable_password()
+        user.save()
+    if not user.is_staff:
         user.is_staff = True
         user.save(update_fields=["is_staff"])
     user.groups.add(_care_team_group())

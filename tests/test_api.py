@@ -1,6 +1,7 @@
 """The REST API at /api/scheduler/: creating, listing, changing and cancelling messages,
 their deliveries, templates, patients, health, and the provider command."""
 
+import base64
 import io
 import socket
 import time
@@ -11,12 +12,21 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from auditlog.models import LogEntry
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.utils import timezone
 from rest_framework.test import APIClient
 
 from care_team.api.health import Check, check_beat, run_checks
-from patients.models import Channel, Contact, Membership, Organization, Patient, Role
+from patients.linking import LinkOutcome, link_chat, token_hash
+from patients.models import (
+    Channel,
+    Contact,
+    LinkToken,
+    Membership,
+    Organization,
+    Patient,
+    Role,
+)
 from patients.provisioning import provider_create
 from scheduling.delivery import deliver
 from scheduling.dispatch import dispatch_due
@@ -114,6 +124,45 @@ def test_create_provider_refuses_a_bad_slug(db):
         call_command(
             "create_provider", "not a slug", "dave", stdout=io.StringIO(), stderr=io.StringIO()
         )
+
+
+def test_create_provider_sets_a_password_from_a_file_for_the_admin_and_web_ui(db, tmp_path, client):
+    secret = tmp_path / "password"
+    secret.write_text("a long and uncommon passphrase\n")
+    quiet = {"stdout": io.StringIO(), "stderr": io.StringIO()}
+    call_command("create_provider", "north-clinic", "erin", "--password-file", secret, **quiet)
+    assert client.login(username="erin", password="a long and uncommon passphrase")
+    assert client.get("/scheduled-messages/").status_code == 200
+
+
+def test_create_provider_refuses_a_weak_password_and_says_why(db, tmp_path):
+    secret = tmp_path / "password"
+    secret.write_text("password")
+    with pytest.raises(CommandError, match="too common"):
+        quiet = {"stdout": io.StringIO(), "stderr": io.StringIO()}
+        call_command("create_provider", "north-clinic", "fred", "--password-file", secret, **quiet)
+    assert not Membership.objects.filter(user__username="fred").exists()  # nothing half-made
+
+
+def test_the_api_creates_a_patients_telegram_link_with_its_qr_codes(api, patient, settings):
+    settings.TELEGRAM_BOT_USERNAME = "clinic_bot"
+    response = api.post(f"{API}/patients/{patient.pk}/telegram-link/")
+
+    assert response.status_code == 201, response.json()
+    body = response.json()
+    assert body["url"] == f"https://t.me/clinic_bot?start={body['token']}"
+    assert body["qr_svg"].startswith("<svg")
+    assert base64.b64decode(body["qr_png"]).startswith(b"\x89PNG")
+    stored = LinkToken.objects.get(patient=patient)
+    assert stored.token_hash == token_hash(body["token"])  # the token itself is not kept
+    # The patient opens it: their chat is linked.
+    assert link_chat(token=body["token"], chat_id="424242").outcome == LinkOutcome.LINKED
+
+
+def test_another_clinics_patient_gets_no_telegram_link(api, make_patient):
+    stranger = make_patient(org=Organization.objects.create(name="Other", slug="other"))
+    assert api.post(f"{API}/patients/{stranger.pk}/telegram-link/").status_code == 404
+    assert not LinkToken.objects.exists()
 
 
 # --- Creating messages ------------------------------------------------------------------

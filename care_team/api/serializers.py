@@ -688,3 +688,13 @@ class HealthSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=["ok", "failing"])
     failing = serializers.ListField(child=StrictCharField())
     checks = serializers.DictField(child=CheckSerializer())
+
+
+class TelegramLinkSerializer(serializers.Serializer):
+    token = serializers.CharField(help_text="Shown once: only its hash is kept.")
+    url = serializers.CharField(
+        help_text="https://t.me/<bot>?start=<token>; empty without TELEGRAM_BOT_USERNAME."
+    )
+    expires_at = serializers.DateTimeField()
+    qr_svg = serializers.CharField(help_text="The link as an SVG QR code.")
+    qr_png = serializers.CharField(help_text="The link as a PNG QR code, base64.")

@@ -2,6 +2,8 @@
 `operations` (or a scheduling service) and answers; querysets are always scoped, so
 another organization's object is a 404 and never listed."""
 
+import base64
+
 from django.shortcuts import get_object_or_404
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import (
@@ -38,9 +40,11 @@ from care_team.api.serializers import (
     PreviewQuerySerializer,
     PreviewSerializer,
     RetryResultSerializer,
+    TelegramLinkSerializer,
     TemplateSerializer,
 )
 from patients.access import scoped
+from patients.linking import link_qr_png, link_qr_svg, link_token_create
 from patients.models import Patient
 from scheduling.services import message_send_now
 
@@ -70,6 +74,27 @@ class PatientViewSet(ScopedViewSet):
 
     def perform_destroy(self, instance: Patient) -> None:
         operations.patient_deactivate(instance, actor=self.request.user)
+
+    @extend_schema(
+        summary="Create the patient's Telegram link",
+        description="A one-time link (and its QR code) that connects the patient's Telegram "
+        "chat when they open it; it expires after LINK_TOKEN_TTL_HOURS, and a newer link "
+        "makes older ones stop working. The token is shown only in this answer.",
+        request=None,
+        responses={201: TelegramLinkSerializer},
+    )
+    @action(detail=True, methods=["post"], url_path="telegram-link")
+    def telegram_link(self, request, pk=None):
+        link = link_token_create(patient=self.get_object(), actor=request.user)
+        qr_target = link.url or link.token  # without a bot username, the token to type
+        body = {
+            "token": link.token,
+            "url": link.url,
+            "expires_at": link.expires_at,
+            "qr_svg": link_qr_svg(qr_target),
+            "qr_png": base64.b64encode(link_qr_png(qr_target)).decode(),
+        }
+        return Response(TelegramLinkSerializer(body).data, status=status.HTTP_201_CREATED)
 
 
 @extend_schema_view(

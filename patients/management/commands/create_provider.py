@@ -1,3 +1,7 @@
+import getpass
+import sys
+from pathlib import Path
+
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
@@ -7,14 +11,18 @@ from patients.provisioning import provider_create
 class Command(BaseCommand):
     help = (
         "Creates (or finds) a provider user in an organization and prints their API token "
-        "on stdout. The user has no password: `manage.py changepassword` gives them one "
-        "for the admin. Idempotent; --admin promotes, nothing demotes."
+        "on stdout. --password-file or --prompt-password gives them a password for the "
+        "admin and the web UI (otherwise a new user has none). Idempotent; --admin "
+        "promotes, nothing demotes."
     )
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("organization_slug", help="e.g. clinic-a; created if missing")
         parser.add_argument("username")
         parser.add_argument("--admin", action="store_true", help="the organization's admin")
+        given = parser.add_mutually_exclusive_group()
+        given.add_argument("--password-file", help="a file holding the password ('-': stdin)")
+        given.add_argument("--prompt-password", action="store_true", help="ask for it, twice")
 
     def handle(self, *args, **options) -> None:
         try:
@@ -22,6 +30,7 @@ class Command(BaseCommand):
                 organization_slug=options["organization_slug"],
                 username=options["username"],
                 admin=options["admin"],
+                password=self._password(options),
             )
         except ValidationError as error:
             raise CommandError(" ".join(error.messages)) from error
@@ -32,3 +41,19 @@ class Command(BaseCommand):
             f"{provider.organization.slug}. Use: Authorization: Token <key>"
         )
         self.stdout.write(provider.token)
+
+    def _password(self, options) -> str | None:
+        """Never on the command line, where the shell history and `ps` would keep it."""
+        if options["prompt_password"]:
+            password = getpass.getpass("Password: ")
+            if password != getpass.getpass("Password (again): "):
+                raise CommandError("The two passwords differ.")
+            return password
+        path = options["password_file"]
+        if path is None:
+            return None
+        try:
+            text = sys.stdin.read() if path == "-" else Path(path).read_text()
+        except OSError as error:
+            raise CommandError(f"Cannot read the password file: {error.strerror}") from error
+        return text.rstrip("\r\n")
