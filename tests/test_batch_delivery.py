@@ -150,3 +150,14 @@ def test_a_task_from_an_older_release_with_one_id_still_delivers(fake_telegram, 
     [delivery] = due_deliveries(make_patient, 1)
 
     assert deliver_message(delivery.pk) == {DeliveryStatus.SENT: 1}
+
+
+def test_at_a_broadcast_rate_a_send_a_few_ms_late_still_goes_in_its_slot(settings, broker):
+    # At 1,000/s a quarter interval is 0.25 ms, less than a sleep overshoots: every send
+    # missed its slot and took a new one, and missed that too.
+    settings.CHANNEL_RATE_LIMITS = {**settings.CHANNEL_RATE_LIMITS, "telegram": (1000.0, 1.0)}
+    reserve_slots("telegram", [f"chat{n}" for n in range(50)], max_wait=1.0)  # next 50 ms
+    assert SendSlot(time.monotonic() - 0.003, "telegram", "d").delay() is None
+    # Later than the 5 ms floor it is late: it queues behind the punctual sends.
+    too_late = SendSlot(time.monotonic() - 0.050, "telegram", "e")
+    assert too_late.delay() is not None
