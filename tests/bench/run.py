@@ -420,15 +420,20 @@ def provider_limits(sizes: Sizes, log_dir: Path) -> list[Row]:
     finally:
         processes.stop()
         fake.stop()
-    calls = fake.calls()
-    accepted = sorted(c.at for c in calls if c.status == 200)
-    rejected = sum(1 for c in calls if c.status == 429)
-    rate = (len(accepted) - 1) / (accepted[-1] - accepted[0]) if len(accepted) > 1 else 0.0
+    rate, rejected = accepted_rate_and_429s(fake.calls())
     name = f"6. Telegram limits, {sizes.limited} chats, 4 workers"
     return [
         Row(name, "achieved rate", rate, "/s", ">= 28.5 (95% of 30/s)", rate >= 28.5),
         Row(name, "429 answers", rejected, "", "= 0", rejected == 0),
     ]  # fmt: skip
+
+
+def accepted_rate_and_429s(calls) -> tuple[float, int]:
+    """The fake's accepted sends per second, first to last, and its 429 answers."""
+    accepted = sorted(c.at for c in calls if c.status == 200)
+    rejected = sum(1 for c in calls if c.status == 429)
+    rate = (len(accepted) - 1) / (accepted[-1] - accepted[0]) if len(accepted) > 1 else 0.0
+    return rate, rejected
 
 
 def broadcast_rate(sizes: Sizes, log_dir: Path) -> list[Row]:
@@ -449,12 +454,9 @@ def broadcast_rate(sizes: Sizes, log_dir: Path) -> list[Row]:
     finally:
         processes.stop()
         fake.stop()
-    calls = fake.calls()
-    accepted = sorted(c.at for c in calls if c.status == 200)
-    rejected = sum(1 for c in calls if c.status == 429)
-    rate = (len(accepted) - 1) / (accepted[-1] - accepted[0]) if len(accepted) > 1 else 0.0
-    missed = sum(log.read_text().count("missed its rate-limit slot")
-                 for log in log_dir.glob("broadcast*.log"))  # fmt: skip
+    rate, rejected = accepted_rate_and_429s(fake.calls())
+    logs = log_dir.glob("broadcast*.log")
+    missed = sum(log.read_text().count("missed its rate-limit slot") for log in logs)
     name = f"9. broadcast, 1,000/s per bot enforced, {sizes.broadcast} chats, limiter at 975/s"
     return [
         Row(name, "achieved rate", rate, "/s", ">= 900 (90% of 1,000/s)", rate >= 900),
