@@ -163,12 +163,13 @@ def _note_part(delivery: Delivery, result: SendResult) -> None:
 
 def _record_parts(claims: list[_Claim]) -> None:
     """The parts accepted so far, before the next is sent: a lost worker or a retry then
-    sends only the ones after them."""
+    sends only the ones after them. The lease starts again, since the sender is alive."""
     now = timezone.now()
+    lease_until = now + timedelta(seconds=settings.DELIVERY_LEASE_SECONDS)
     for claim in claims:
-        claim.delivery.updated_at = now
-    update_rows(Delivery, [c.delivery for c in claims],
-                ["parts_sent", "provider_message_id", "updated_at"])  # fmt: skip
+        claim.delivery.updated_at, claim.delivery.lease_until = now, lease_until
+    fields = ["parts_sent", "provider_message_id", "lease_until", "updated_at"]
+    update_rows(Delivery, [c.delivery for c in claims], fields)
 
 
 def _with_database_retries(record, pauses: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)):
