@@ -76,8 +76,8 @@ def _flatten(content: str, fmt: str, *, marks: dict[str, str]) -> str:
             out.append(marks[token.tag])
         elif token.kind == "start" and token.tag in _BLOCK_BREAKS:
             out.append(_BLOCK_BREAKS[token.tag])
-        elif token.kind == "end" and token.tag == "p":
-            out.append("\n\n")
+        elif token.tag == "p":
+            out.append(_paragraph_break(out))
         elif token.kind == "start" and token.tag == "a":
             links.append(_href(token.raw))
         elif token.kind == "end" and token.tag == "a" and links:

@@ -32,6 +32,8 @@ from tests.conftest import from_now
      ('see <a href="https://x.example/?a=1&amp;b=2">the plan</a>',
       "see the plan (https://x.example/?a=1&b=2)", "see the plan (https://x.example/?a=1&b=2)"),
      ("line one<br>line two", "line one\nline two", "line one\nline two"),
+     ("Hello<p>Take <b>one</b></p><p>Bye</p>", "Hello\n\nTake *one*\n\nBye",
+      "Hello\n\nTake one\n\nBye"),
      ("<s>old</s> <code>x=1</code>", "~old~ ```x=1```", "old x=1")],
 )  # fmt: skip
 def test_html_becomes_whatsapp_markup_and_readable_plain_text(source, whatsapp, plain):
