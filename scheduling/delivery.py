@@ -9,10 +9,14 @@ part of every delivery, then the second, and each round's accepted parts are rec
 before the next round starts: a retry, or a delivery taken over from a lost worker, goes
 on from the first part not recorded. A delivery is sent when its last part is.
 No database lock is held while the provider is called. The claim moves the row to
-"sending" with a lease; a second task for the same delivery (tasks may run twice)
-finds it final or leased and leaves it alone. If the worker dies during the send,
-the reaper sees the lease run out and queues it again: that is the one window in
-which a patient can get a message twice, and it is counted (attempt "interrupted").
+"sending" with a lease, renewed by a heartbeat while the sends last (leases.py); a second
+task for the same delivery (tasks may run twice) finds it final or leased and leaves it
+alone. If the worker dies during the send, the reaper sees the lease run out and queues
+it again: that is the one window in which a patient can get a message twice, and it is
+counted (attempt "interrupted").
+A delivery that must wait (for a rate-limit slot, the breaker, or a retry's backoff) goes
+back to the database, held until its moment; the dispatcher's tick publishes it then
+(queueing.py). No task waits in a worker's memory, where a lost worker would take it along.
 """
 
 import logging
@@ -44,6 +48,7 @@ from channels_app.registry import ADDRESSED_CHANNELS, adapter_for
 from patients.models import Contact
 from scheduling.acknowledgements import acknowledgement_buttons, wants_buttons
 from scheduling.bulk_sql import update_rows
+from scheduling.leases import LeaseHeartbeat
 from scheduling.models import (
     AttemptOutcome,
     Delivery,
@@ -60,7 +65,7 @@ logger = logging.getLogger(__name__)
 class DeliveryOutcome:
     status: str
     channel: str = ""
-    retry_in: float | None = None  # seconds until deliver_message should run again
+    retry_in: float | None = None  # seconds until it may be tried again (held until then)
     waiting_for: str = ""  # "rate_limit" or "breaker": a wait, not an attempt
     delivery_id: int = 0
 
@@ -110,8 +115,9 @@ def deliver_batch(delivery_ids: list[int]) -> list[DeliveryOutcome]:
     by_channel: dict[str, list[_Claim]] = defaultdict(list)
     for claim in claims:
         by_channel[claim.delivery.channel].append(claim)
-    for channel, group in by_channel.items():
-        outcomes += _send_in_rounds(channel, group)
+    with LeaseHeartbeat([claim.delivery.pk for claim in claims]):
+        for channel, group in by_channel.items():
+            outcomes += _send_in_rounds(channel, group)
     return outcomes
 
 
@@ -235,7 +241,11 @@ def _check(delivery: Delivery, now: datetime) -> "_Ready | DeliveryOutcome":
             return DeliveryOutcome(delivery.status, delivery_id=delivery.pk)  # being sent
         _close_interrupted_attempts(delivery, now)
     if delivery.next_attempt_at > now + timedelta(seconds=1):
-        # An early copy of the task (a retry published twice): come back on time.
+        # An early copy of the task (one published twice): the delivery waits in the
+        # database for its moment, and the dispatcher publishes it then.
+        if delivery.held_at is None:
+            delivery.held_at = now
+            delivery.save(update_fields=["held_at", "updated_at"])
         wait = (delivery.next_attempt_at - now).total_seconds()
         return DeliveryOutcome(delivery.status, delivery.channel, retry_in=wait,
                                delivery_id=delivery.pk)  # fmt: skip
@@ -300,22 +310,20 @@ def _waits(item: _Ready, seconds: float) -> _Ready:
 
 
 def _put_back(waiting: dict[str, list[_Ready]], now: datetime) -> list[DeliveryOutcome]:
-    """Deliveries that wait their turn go back to the queue, not as attempts. The row
-    says when, so the reaper does not take a delivery that is only waiting for one
-    whose task was lost."""
+    """Deliveries that wait their turn go back to the database, not as attempts: held
+    until the moment their slot or the breaker allows, when the dispatcher publishes
+    them again."""
     outcomes, rows = [], []
     for reason, items in waiting.items():
-        # They come back together, at the soonest wait: the limiter sorts them out then.
-        wait = min((item.wait for item in items), default=0.0)
         for item in items:
             delivery = item.delivery
-            delivery.next_attempt_at = now + timedelta(seconds=wait)
-            delivery.updated_at = now
+            delivery.next_attempt_at = now + timedelta(seconds=item.wait)
+            delivery.held_at = delivery.updated_at = now
             rows.append(delivery)
             outcomes.append(
-                DeliveryOutcome(delivery.status, delivery.channel, wait, reason, delivery.pk)
+                DeliveryOutcome(delivery.status, delivery.channel, item.wait, reason, delivery.pk)
             )
-    update_rows(Delivery, rows, ["next_attempt_at", "updated_at"])
+    update_rows(Delivery, rows, ["next_attempt_at", "held_at", "updated_at"])
     return outcomes
 
 
@@ -328,12 +336,12 @@ def _mark_sending(go: list[_Ready], now: datetime) -> list[_Claim]:
         delivery.status = DeliveryStatus.SENDING
         delivery.attempts += 1
         delivery.lease_until = lease_until
+        delivery.held_at = None
         delivery.contact = item.contact
         delivery.updated_at = now
     deliveries = [item.delivery for item in go]
-    update_rows(
-        Delivery, deliveries, ["status", "attempts", "lease_until", "contact", "updated_at"]
-    )
+    fields = ["status", "attempts", "lease_until", "held_at", "contact", "updated_at"]
+    update_rows(Delivery, deliveries, fields)
     attempts = DeliveryAttempt.objects.bulk_create(
         [DeliveryAttempt(delivery=d, number=d.attempts, started_at=now) for d in deliveries]
     )
@@ -480,9 +488,10 @@ def _record_failure(claim: _Claim, timed: Timed) -> DeliveryOutcome:
             return outcome(DeliveryStatus.EXPIRED)
         delivery.status = DeliveryStatus.QUEUED
         delivery.next_attempt_at = retry_at
+        delivery.held_at = now  # waits in the database for its backoff
         delivery.lease_until = None
         delivery.save(
-            update_fields=["status", "next_attempt_at", "lease_until", "error_code",
+            update_fields=["status", "next_attempt_at", "held_at", "lease_until", "error_code",
                            "error_text", "updated_at"]
         )  # fmt: skip
         logger.info("delivery %s: %s, retry in %.1fs", delivery.pk, error.code, delay)

@@ -22,14 +22,16 @@ from scheduling.queueing import enqueue_with_backpressure, release_held_deliveri
 logger = logging.getLogger(__name__)
 
 
-def due_messages(now: datetime, limit: int):
-    """Active messages due by `now`, oldest first, skipping rows another dispatcher holds.
+def due_messages(now: datetime, limit: int, *, urgent: bool):
+    """Active messages due by `now`, of priority 1 (urgent) or the others, oldest first,
+    skipping rows another dispatcher holds.
 
-    The filter matches the partial index message_due_idx, so an idle tick reads only
-    the index entries that are due: none.
+    The filters match the partial indexes message_due_urgent_idx and message_due_idx, so
+    an idle tick reads only the index entries that are due: none.
     """
+    due = ScheduledMessage.objects.filter(status=MessageStatus.ACTIVE, next_run_at__lte=now)
     return (
-        ScheduledMessage.objects.filter(status=MessageStatus.ACTIVE, next_run_at__lte=now)
+        (due.filter(priority=1) if urgent else due.exclude(priority=1))
         .order_by("next_run_at")
         .select_related("patient")
         .only(*DISPATCH_FIELDS)
@@ -63,7 +65,11 @@ def dispatch_due(*, now: datetime | None = None, batch_size: int | None = None) 
 
 @transaction.atomic
 def _dispatch_batch(now: datetime, batch_size: int) -> int:
-    messages = list(due_messages(now, batch_size))
+    # Priority 1 first: after an outage of the scheduler, a backlog of routine messages
+    # does not hold up the urgent ones.
+    messages = list(due_messages(now, batch_size, urgent=True))
+    if len(messages) < batch_size:
+        messages += due_messages(now, batch_size - len(messages), urgent=False)
     if not messages:
         return 0
     deliveries = []
@@ -83,9 +89,8 @@ def _dispatch_batch(now: datetime, batch_size: int) -> int:
         touch="updated_at",
         returning=["id", "channel", "status", "priority"],
     )
-    # The most urgent first: a queue holds them in the order they are published.
-    queued = sorted((row for row in rows if row[2] == DeliveryStatus.QUEUED), key=lambda r: r[3])
-    to_send = [(pk, channel) for pk, channel, _, _ in queued]
+    to_send = [(pk, channel, priority) for pk, channel, status, priority in rows
+               if status == DeliveryStatus.QUEUED]  # fmt: skip
     transaction.on_commit(partial(enqueue_with_backpressure, to_send))
     return len(messages)
 

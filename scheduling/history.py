@@ -26,7 +26,13 @@ def delivery_history(delivery: Delivery) -> list[tuple[datetime, str]]:
     for entry in LogEntry.objects.filter(content_type=content_type, object_id=str(delivery.pk)):
         events.append((entry.action_time, f"{entry.get_change_message()} by user {entry.user_id}"))
     if delivery.held_at and delivery.status == DeliveryStatus.QUEUED:
-        events.append((delivery.held_at, "held back: channel queue full or its breaker open"))
+        events.append(
+            (
+                delivery.held_at,
+                "waiting its turn: a rate-limit slot, the breaker, "
+                "a retry's backoff or room in the channel's queue",
+            )
+        )
     if delivery.status == DeliveryStatus.SENT and delivery.sent_at:
         events.append((delivery.sent_at, "sent"))
     elif delivery.is_final:

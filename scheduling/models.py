@@ -106,6 +106,12 @@ class ScheduledMessage(models.Model):
                 name="message_due_idx",
                 condition=Q(status="active"),
             ),
+            # The urgent ones are claimed first, from an index of their own.
+            models.Index(
+                fields=["next_run_at"],
+                name="message_due_urgent_idx",
+                condition=Q(status="active", priority=1),
+            ),
             models.Index(fields=["patient", "status"]),
             models.Index(fields=["organization", "status"]),
         ]

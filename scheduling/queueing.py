@@ -1,15 +1,24 @@
 """Hands delivery ids to the broker. Call only after the rows are committed.
 
-Backpressure: a channel's queue holds at most DISPATCH_MAX_QUEUED_PER_CHANNEL deliveries, and
-nothing is published to a channel whose breaker is open. Deliveries kept back are marked
-held in the database and published by later dispatcher ticks as room appears, so a
-provider outage leaves Redis small and the database keeps the backlog. Once the breaker's
+The broker holds only work to do now. A channel's queue takes at most
+DISPATCH_QUEUE_SECONDS of sends at its rate limit (capped by
+DISPATCH_MAX_QUEUED_PER_CHANNEL), and nothing while its breaker is open. Everything else
+waits in the database, marked held with the moment it may go (next_attempt_at): the
+backlog of a burst, a delivery waiting for a rate-limit slot or for the breaker, a retry
+after its backoff. The dispatcher's tick publishes what is due as room appears, the most
+urgent priority first, so a worker that dies holds no waiting work (only its sends in
+flight, which their lease covers) and an outage cannot flood Redis. Once the breaker's
 open period is over, one delivery is published to probe the provider, so the channel
 reopens by itself even when nothing else is in flight (a long outage).
+
+Each queue is a priority queue (one Redis list per step; workers take from the most
+urgent step first): priority 1 goes ahead of a routine backlog in the queue as well.
 """
 
 import logging
+import math
 from collections import defaultdict
+from datetime import datetime
 
 from celery import current_app
 from django.conf import settings
@@ -19,6 +28,7 @@ from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
 from channels_app.breaker import breaker_feed
+from channels_app.ratelimit import limit_for
 from channels_app.shared_state import redis_client
 from scheduling.models import Delivery, DeliveryStatus
 
@@ -33,55 +43,53 @@ PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 
 DELIVER_TASK = "scheduling.deliver_message"
 CARE_TEAM_ALERT_TASK = "scheduling.send_care_team_alert"
 
+# A message's priority (1 the most urgent) to the broker's (0 is taken first; one Redis
+# list per step of CELERY_BROKER_TRANSPORT_OPTIONS["priority_steps"]).
+BROKER_PRIORITY = {1: 0, 2: 3, 3: 6, 4: 9, 5: 9}
+# A send taken over from a lost worker is late already: it goes with the most urgent.
+TAKEN_OVER = 1
 
-def publish_task(name: str, args: tuple, *, queue: str, countdown: float | None = None) -> None:
+
+def publish_task(
+    name: str, args: tuple, *, queue: str, countdown: float | None = None, priority: int = 0
+) -> None:
     """Sends the task named `name` to `queue`; raises kombu's OperationalError when the
     broker stays unreachable through PUBLISH_RETRY_POLICY."""
-    current_app.send_task(
-        name, args, queue=queue, countdown=countdown, retry_policy=PUBLISH_RETRY_POLICY
-    )
+    current_app.send_task(name, args, queue=queue, countdown=countdown, priority=priority,
+                          retry_policy=PUBLISH_RETRY_POLICY)  # fmt: skip
 
 
-def enqueue_deliveries(items: list[tuple[int, str]], countdown: float | None = None) -> int:
-    """Publish deliver_message for the (delivery id, channel) pairs, in batches of up to
-    DELIVERY_BATCH_SIZE per channel; returns how many deliveries went out."""
-    by_channel: dict[str, list[int]] = defaultdict(list)
-    for delivery_id, channel in items:
-        by_channel[channel].append(delivery_id)
+def queue_length(queue: str) -> int:
+    """Tasks waiting in a queue, over all its priority lists."""
+    options = settings.CELERY_BROKER_TRANSPORT_OPTIONS
+    steps = options["priority_steps"][1:]  # step 0 is the list named after the queue
+    with redis_client().pipeline(transaction=False) as pipe:
+        for name in [queue, *(f"{queue}{options['sep']}{step}" for step in steps)]:
+            pipe.llen(name)
+        return sum(pipe.execute())
+
+
+def enqueue_deliveries(items: list[tuple[int, str, int]]) -> int:
+    """Publish deliver_message for the (delivery id, channel, priority) triples, in
+    batches of up to DELIVERY_BATCH_SIZE of one channel and priority, the most urgent
+    first; returns how many deliveries went out."""
+    groups: dict[tuple[int, str], list[int]] = defaultdict(list)
+    for delivery_id, channel, priority in items:
+        groups[(priority, channel)].append(delivery_id)
     size = settings.DELIVERY_BATCH_SIZE
     published = 0
-    for channel, ids in by_channel.items():
+    for (priority, channel), ids in sorted(groups.items()):
         for start in range(0, len(ids), size):
             batch = ids[start : start + size]
             try:
-                publish_task(
-                    DELIVER_TASK,
-                    (batch,),
-                    queue=settings.DELIVERY_QUEUES[channel],
-                    countdown=countdown,
-                )
+                publish_task(DELIVER_TASK, (batch,), queue=settings.DELIVERY_QUEUES[channel],
+                             priority=BROKER_PRIORITY.get(priority, 9))  # fmt: skip
             except OperationalError:
                 logger.warning("broker unreachable; %d deliveries left for the reaper "
                                "(first id %s)", len(items) - published, batch[0])  # fmt: skip
                 return published
             published += len(batch)
     return published
-
-
-def requeue_waiting(outcomes) -> None:
-    """Publishes again the deliveries of a batch that must come back later: those waiting
-    for a rate-limit slot or a breaker go together (delivery.py gives each group one wait,
-    the soonest of its members'), a retry after a failure goes alone, at its own backoff."""
-    together: dict[tuple[str, float], list[int]] = defaultdict(list)
-    for outcome in outcomes:
-        if outcome.retry_in is None:
-            continue
-        if outcome.waiting_for:
-            together[(outcome.channel, outcome.retry_in)].append(outcome.delivery_id)
-        else:
-            enqueue_deliveries([(outcome.delivery_id, outcome.channel)], outcome.retry_in)
-    for (channel, wait), ids in together.items():
-        enqueue_deliveries([(pk, channel) for pk in ids], countdown=wait)
 
 
 def batch_ids(argument) -> list[int] | None:
@@ -102,43 +110,62 @@ def queue_room(channel: str) -> int:
         feed = breaker_feed(channel)
         if feed == "shut":
             return 0
-        waiting = redis_client().llen(settings.DELIVERY_QUEUES[channel])
+        waiting = queue_length(settings.DELIVERY_QUEUES[channel])
     except RedisError:
         return 0
-    room = max(0, settings.DISPATCH_MAX_QUEUED_PER_CHANNEL - waiting * settings.DELIVERY_BATCH_SIZE)
+    room = max(0, queue_capacity(channel) - waiting * settings.DELIVERY_BATCH_SIZE)
     return min(room, 1) if feed == "probe" else room
 
 
-def enqueue_with_backpressure(items: list[tuple[int, str]]) -> int:
-    """Publishes what each channel's queue has room for; holds the rest in the database."""
-    by_channel: dict[str, list[int]] = defaultdict(list)
-    for delivery_id, channel in items:
-        by_channel[channel].append(delivery_id)
+def queue_capacity(channel: str) -> int:
+    """DISPATCH_QUEUE_SECONDS of sends at the channel's rate (at least one batch), within
+    DISPATCH_MAX_QUEUED_PER_CHANNEL. More in the queue would only come back: a task takes
+    the rate-limit slots of the next DELIVERY_RATE_INLINE_WAIT_SECONDS and returns the
+    rest to the database, and each such round trip costs a claim."""
+    cap = settings.DISPATCH_MAX_QUEUED_PER_CHANNEL
+    limit = limit_for(channel)
+    if limit is None:
+        return cap
+    paced = math.ceil(limit.per_second * settings.DISPATCH_QUEUE_SECONDS)
+    return min(cap, max(paced, settings.DELIVERY_BATCH_SIZE))
+
+
+def enqueue_with_backpressure(items: list[tuple[int, str, int]]) -> int:
+    """Publishes what each channel's queue has room for, the most urgent first; holds the
+    rest in the database."""
+    by_channel: dict[str, list[tuple[int, str, int]]] = defaultdict(list)
+    for item in sorted(items, key=lambda item: item[2]):
+        by_channel[item[1]].append(item)
     published = 0
-    for channel, ids in by_channel.items():
+    for channel, waiting in by_channel.items():
         room = queue_room(channel)
-        published += enqueue_deliveries([(pk, channel) for pk in ids[:room]])
-        if ids[room:]:
-            Delivery.objects.filter(pk__in=ids[room:]).update(held_at=timezone.now())
-            logger.info("%s: %d deliveries held back (queue full or breaker open)",
-                        channel, len(ids) - room)  # fmt: skip
+        published += enqueue_deliveries(waiting[:room])
+        if waiting[room:]:
+            Delivery.objects.filter(pk__in=[pk for pk, _, _ in waiting[room:]]).update(
+                held_at=timezone.now()
+            )
+            logger.info("%s: %d deliveries wait in the database (queue full or breaker open)",
+                        channel, len(waiting) - room)  # fmt: skip
     return published
 
 
 def release_held_deliveries() -> int:
-    """Publishes held deliveries, the most urgent priority first and the oldest first
-    within it, as far as each channel has room; those past
-    their window are expired first, so that none of them is published as the probe. An
-    idle tick (nothing held) makes one read and no write."""
-    held = Delivery.objects.filter(status=DeliveryStatus.QUEUED, held_at__isnull=False)
-    channels = list(held.values_list("channel", flat=True).distinct())
+    """Publishes the held deliveries that are due, the most urgent priority first and the
+    longest due first within it, as far as each channel has room; those past their window
+    are expired first, so that none of them is published as the probe. An idle tick
+    (nothing held) makes one read and no write."""
+    now = timezone.now()
+    due = Delivery.objects.filter(
+        status=DeliveryStatus.QUEUED, held_at__isnull=False, next_attempt_at__lte=now
+    )
+    channels = list(due.values_list("channel", flat=True).distinct())
     if channels:
-        expire_held_past_window(timezone.now())
+        expire_held_past_window(now)
     released = 0
     for channel in channels:
         room = queue_room(channel)
         if room:
-            released += _release(channel, room)
+            released += _release(channel, room, now)
     return released
 
 
@@ -160,14 +187,15 @@ def expire_held_past_window(now) -> int:
 
 
 @transaction.atomic
-def _release(channel: str, room: int) -> int:
-    ids = list(
+def _release(channel: str, room: int, now: datetime) -> int:
+    rows = list(
         Delivery.objects.filter(status=DeliveryStatus.QUEUED, held_at__isnull=False,
-                                channel=channel)
+                                channel=channel, next_attempt_at__lte=now)
         .order_by("priority", "next_attempt_at")
         .select_for_update(skip_locked=True)
-        .values_list("pk", flat=True)[:room]
+        .values_list("pk", "priority")[:room]
     )  # fmt: skip
-    Delivery.objects.filter(pk__in=ids).update(held_at=None)
-    transaction.on_commit(lambda: enqueue_deliveries([(pk, channel) for pk in ids]))
-    return len(ids)
+    Delivery.objects.filter(pk__in=[pk for pk, _ in rows]).update(held_at=None)
+    items = [(pk, channel, priority) for pk, priority in rows]
+    transaction.on_commit(lambda: enqueue_deliveries(items))
+    return len(rows)

@@ -14,7 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from scheduling.models import Delivery, DeliveryStatus
-from scheduling.queueing import enqueue_deliveries, enqueue_with_backpressure
+from scheduling.queueing import TAKEN_OVER, enqueue_deliveries, enqueue_with_backpressure
 
 logger = logging.getLogger(__name__)
 
@@ -32,11 +32,14 @@ def reap_stuck_deliveries(*, now: datetime | None = None) -> ReapResult:
     now = now or timezone.now()
     # A send whose worker died: queue it again; deliver() marks the open attempt
     # "interrupted" when it claims the delivery.
-    expired_leases = list(
-        Delivery.objects.filter(status=DeliveryStatus.SENDING, lease_until__lt=now)
+    expired_leases = [
+        (pk, channel, TAKEN_OVER)
+        for pk, channel in Delivery.objects.filter(
+            status=DeliveryStatus.SENDING, lease_until__lt=now
+        )
         .select_for_update(skip_locked=True)
         .values_list("pk", "channel")[:REAP_BATCH]
-    )
+    ]
     # A queued delivery whose task never ran (lost with the broker, or never published).
     overdue = now - timedelta(seconds=settings.DELIVERY_REQUEUE_AFTER_SECONDS)
     lost = list(
@@ -44,13 +47,14 @@ def reap_stuck_deliveries(*, now: datetime | None = None) -> ReapResult:
             status=DeliveryStatus.QUEUED, next_attempt_at__lt=overdue, held_at__isnull=True
         )
         .select_for_update(skip_locked=True)
-        .values_list("pk", "channel")[:REAP_BATCH]
+        .values_list("pk", "channel", "priority")[:REAP_BATCH]
     )
     # Pushing next_attempt_at to now gives each a fresh grace period before the next reap.
-    Delivery.objects.filter(pk__in=[pk for pk, _ in lost]).update(next_attempt_at=now)
+    Delivery.objects.filter(pk__in=[pk for pk, _, _ in lost]).update(next_attempt_at=now)
     items = expired_leases + lost
     if items:
-        # Sends cut short go straight back; lost ones wait their turn like new ones.
+        # Sends cut short go straight back, ahead of any backlog (they are late already);
+        # lost ones wait their turn like new ones.
         transaction.on_commit(partial(enqueue_deliveries, expired_leases))
         transaction.on_commit(partial(enqueue_with_backpressure, lost))
         logger.warning(

@@ -220,7 +220,9 @@ def message_send_now(message: ScheduledMessage, *, actor=None) -> Delivery:
             MessageStatus.COMPLETED, None, None)  # fmt: skip
         message.save(update_fields=["status", "next_run_at", "next_occurrence_at", "updated_at"])
     record_action(message, "send_now", actor=actor, delivery=delivery.pk)
-    transaction.on_commit(partial(enqueue_deliveries, [(delivery.pk, delivery.channel)]))
+    transaction.on_commit(
+        partial(enqueue_deliveries, [(delivery.pk, delivery.channel, delivery.priority)])
+    )
     return delivery
 
 
@@ -271,7 +273,9 @@ def delivery_retry(delivery: Delivery, *, actor=None) -> bool:
     delivery.held_at = None
     delivery.save(update_fields=["status", "attempts_before_retry", "next_attempt_at",
                                  "expires_at", "held_at", "updated_at"])  # fmt: skip
-    transaction.on_commit(partial(enqueue_deliveries, [(delivery.pk, delivery.channel)]))
+    transaction.on_commit(
+        partial(enqueue_deliveries, [(delivery.pk, delivery.channel, delivery.priority)])
+    )
     record_action(delivery.message, "retry", actor=actor, delivery=delivery.pk)
     logger.info("delivery %s queued again by a manual retry", delivery.pk)
     return True

@@ -12,7 +12,6 @@ from scheduling.queueing import (
     DELIVER_TASK,
     PUBLISH_RETRY_POLICY,
     batch_ids,
-    requeue_waiting,
 )
 
 logger = logging.getLogger(__name__)
@@ -50,7 +49,6 @@ def deliver_message(self, delivery_ids: list[int] | int) -> dict[str, int]:
         self.apply_async((ids,), queue=queue, countdown=DATABASE_RETRY_SECONDS,
                          retry_policy=PUBLISH_RETRY_POLICY)  # fmt: skip
         return {"database_unavailable": len(ids)}
-    requeue_waiting(outcomes)
     return dict(Counter(outcome.status for outcome in outcomes))
 
 

@@ -37,20 +37,33 @@ class Broker:
     def __init__(self, url: str) -> None:
         self.client = redis.Redis.from_url(url)
 
+    @staticmethod
+    def priority_lists(queue: str) -> list[str]:
+        """The Redis lists of a queue, in the order workers take from them."""
+        options = django_settings.CELERY_BROKER_TRANSPORT_OPTIONS
+        steps = options["priority_steps"][1:]
+        return [queue, *(f"{queue}{options['sep']}{step}" for step in steps)]
+
     def queue_length(self, queue: str) -> int:
-        return self.client.llen(queue)
+        return sum(self.client.llen(name) for name in self.priority_lists(queue))
 
     def queued_batches(self, queue: str) -> list[list[int]]:
-        """The delivery ids each waiting deliver_message task carries, oldest first."""
+        """The delivery ids each waiting deliver_message task carries, in the order a
+        worker takes them: the most urgent step first, oldest first within it."""
         batches = []
-        for raw in reversed(self.client.lrange(queue, 0, -1)):
-            body = json.loads(base64.b64decode(json.loads(raw)["body"]))
-            batches.append(body[0][0])
+        for name in self.priority_lists(queue):
+            for raw in reversed(self.client.lrange(name, 0, -1)):
+                body = json.loads(base64.b64decode(json.loads(raw)["body"]))
+                batches.append(body[0][0])
         return batches
 
     def queued_deliveries(self, queue: str) -> list[int]:
         """Every delivery id waiting in the queue, in publishing order."""
         return [pk for batch in self.queued_batches(queue) for pk in batch]
+
+    def drain(self, queue: str) -> None:
+        """Empties the queue, as workers taking every task would."""
+        self.client.delete(*self.priority_lists(queue))
 
     def flush(self) -> None:
         self.client.flushdb()

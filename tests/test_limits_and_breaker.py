@@ -17,7 +17,7 @@ from channels_app.ratelimit import take_token
 from scheduling.delivery import deliver
 from scheduling.dispatch import dispatch_due
 from scheduling.models import AttemptOutcome, Delivery, DeliveryStatus, ScheduledMessage
-from scheduling.queueing import enqueue_deliveries, queue_room
+from scheduling.queueing import enqueue_deliveries, queue_capacity, queue_room
 from scheduling.services import message_schedule
 from tests.conftest import ago
 from tests.fakes.telegram_server import Reply
@@ -185,14 +185,14 @@ def test_a_full_queue_holds_deliveries_in_the_database_until_there_is_room(
     assert sorted(sum(batches, [])) == sorted(d.pk for d in deliveries)[:10]
     assert Delivery.objects.filter(held_at__isnull=False).count() == 15
     # Workers drain the queue; the next tick publishes the oldest held ones.
-    broker.client.delete("deliver.telegram")
+    broker.drain("deliver.telegram")
     dispatch_due()
     assert len(broker.queued_deliveries("deliver.telegram")) == 10
     assert Delivery.objects.filter(held_at__isnull=False).count() == 5
     # A waiting task counts as a full batch: one task of 2 leaves room for 10 - 4.
-    broker.client.delete("deliver.telegram")
+    broker.drain("deliver.telegram")
     Delivery.objects.filter(held_at__isnull=True).update(held_at=timezone.now())
-    enqueue_deliveries([(deliveries[0].pk, "telegram"), (deliveries[1].pk, "telegram")])
+    enqueue_deliveries([(deliveries[0].pk, "telegram", 3), (deliveries[1].pk, "telegram", 3)])
     assert broker.queued_batches("deliver.telegram") == [[deliveries[0].pk, deliveries[1].pk]]
     assert queue_room("telegram") == 10 - 4
 
@@ -216,7 +216,7 @@ def test_while_a_probe_is_on_its_way_the_others_look_again_soon_not_after_its_le
     time.sleep(0.25)
     assert breaker_allow("telegram").probe
     waiting = breaker_allow("telegram")
-    # The probe's lease is DELIVERY_LEASE_SECONDS (120 s): a lost worker, not a send.
+    # The probe's lease is DELIVERY_LEASE_SECONDS (15 s): a lost worker, not a send.
     assert not waiting.allowed and waiting.wait == HALF_OPEN_RECHECK_SECONDS
     assert settings.DELIVERY_LEASE_SECONDS > HALF_OPEN_RECHECK_SECONDS
 
@@ -242,7 +242,7 @@ def test_an_open_breaker_with_nothing_in_flight_publishes_one_probe_and_reopens_
 
     assert deliver(deliveries[0].pk).status == DeliveryStatus.SENT
     assert breaker_state("telegram") == "closed"
-    broker.client.delete("deliver.telegram")
+    broker.drain("deliver.telegram")
     dispatch_due()
     assert sorted(broker.queued_deliveries("deliver.telegram")) == [d.pk for d in deliveries[1:]]
     assert not Delivery.objects.filter(held_at__isnull=False).exists()
@@ -260,7 +260,7 @@ def test_a_failed_probe_from_the_dispatcher_shuts_the_channel_for_another_open_p
     dispatch_due()
     fake_telegram.push(Reply.server_error(503))
     assert deliver(first.pk).status == DeliveryStatus.QUEUED  # retried later, as ever
-    broker.client.delete("deliver.telegram")
+    broker.drain("deliver.telegram")
     dispatch_due()
     assert broker.queue_length("deliver.telegram") == 0
     time.sleep(0.35)
@@ -339,10 +339,10 @@ def test_after_an_outage_priority_1_goes_out_before_the_held_routine_backlog(
     [probe] = broker.queued_deliveries("deliver.telegram")
     assert probe in urgent_ids
     assert deliver(probe).status == DeliveryStatus.SENT
-    broker.client.delete("deliver.telegram")
+    broker.drain("deliver.telegram")
     dispatch_due()
     published = broker.queued_deliveries("deliver.telegram")
-    assert len(published) == 2009
+    assert len(published) == queue_capacity("telegram")  # the rest wait for later ticks
     assert set(published[:9]) == urgent_ids - {probe}
 
 

@@ -389,7 +389,7 @@ def dispatcher_cost(sizes: Sizes, log_dir: Path) -> list[Row]:
     dispatched = dispatch_due()
     batch = time.perf_counter() - started
     with transaction.atomic(), connection.cursor() as cursor:
-        sql, params = due_messages(timezone.now(), 500).query.sql_with_params()
+        sql, params = due_messages(timezone.now(), 500, urgent=False).query.sql_with_params()
         cursor.execute(f"EXPLAIN {sql}", params)
         plan = "\n".join(row[0] for row in cursor.fetchall())
     (ROOT / "docs" / "benchmarks-dispatch-plan.txt").write_text(plan + "\n")
@@ -599,18 +599,20 @@ def _remove_naive_tasks() -> None:
 def _our_dispatch_run(count: int, log_dir: Path, lead: float) -> dict:
     import math
 
-    import redis
     from django.conf import settings
 
     from scheduling.models import ScheduledMessage
+    from scheduling.queueing import queue_length
 
     reset_state()
     create_due_messages(count, due_in=lead)
     due = ScheduledMessage.objects.order_by("next_run_at").first().next_run_at.timestamp()
-    client = redis.Redis.from_url(settings.REDIS_URL)
     tasks = math.ceil(count / settings.DELIVERY_BATCH_SIZE)
     # Nobody consumes the delivery queue here: this measures due -> enqueued.
-    processes = Processes(log_dir, {"DISPATCH_MAX_QUEUED_PER_CHANNEL": "10000000"})
+    processes = Processes(
+        log_dir,
+        {"DISPATCH_MAX_QUEUED_PER_CHANNEL": "10000000", "DELIVERY_RATE_LIMIT_ENABLED": "false"},
+    )
     worker = processes.worker("dispatcher", "scheduler", "--concurrency", "1")
     beat = processes.beat()
     beat_mb = worker_mb = 0.0
@@ -619,7 +621,7 @@ def _our_dispatch_run(count: int, log_dir: Path, lead: float) -> dict:
         while True:
             beat_mb = max(beat_mb, rss_mb(beat.pid, with_children=False))
             worker_mb = max(worker_mb, rss_mb(worker.pid))
-            if client.llen("deliver.telegram") >= tasks or time.monotonic() > deadline:
+            if queue_length("deliver.telegram") >= tasks or time.monotonic() > deadline:
                 break
             time.sleep(0.05)
         seconds = time.time() - due

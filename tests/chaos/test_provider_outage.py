@@ -26,6 +26,7 @@ from tests.chaos.conftest import (
     tally,
     wait_until_final,
 )
+from tests.conftest import Broker
 
 pytestmark = pytest.mark.chaos
 
@@ -66,7 +67,8 @@ def test_while_the_provider_is_down_the_breaker_stops_calls_fails_nothing_and_bo
     broker = redis.Redis.from_url(django_settings.REDIS_URL)
     longest_queue = failed_during_outage = 0
     while time.monotonic() - outage_began < OUTAGE_SECONDS:
-        longest_queue = max(longest_queue, broker.llen(TELEGRAM_QUEUE))
+        waiting = sum(broker.llen(name) for name in Broker.priority_lists(TELEGRAM_QUEUE))
+        longest_queue = max(longest_queue, waiting)
         failed_during_outage = max(
             failed_during_outage, Delivery.objects.filter(status=DeliveryStatus.FAILED).count()
         )
