@@ -193,11 +193,12 @@ DELIVERY_DEFAULT_WINDOW_SECONDS = env.integer("DELIVERY_DEFAULT_WINDOW_SECONDS",
 # bound what a lost worker node costs: lease + reaper interval + one send, about 20 s.
 DELIVERY_LEASE_SECONDS = env.integer("DELIVERY_LEASE_SECONDS", 15, minimum=3)
 DELIVERY_REAPER_SECONDS = env.integer("DELIVERY_REAPER_SECONDS", 5, minimum=1)
-# A queued delivery whose task has not started this long after it was due is re-sent
-# to the broker (the task was lost, for example by a Redis restart). Only work due now
-# waits in the broker (DISPATCH_QUEUE_SECONDS of it), so a task is never legitimately
-# this late.
-DELIVERY_REQUEUE_AFTER_SECONDS = env.integer("DELIVERY_REQUEUE_AFTER_SECONDS", 30, minimum=5)
+# A delivery handed to the broker whose task has not started this long after is handed
+# over again (the task was lost: a Redis restart, a worker that died before claiming
+# it). The broker holds only work due now (DISPATCH_QUEUE_SECONDS of it at the rate
+# limit), so a task is not legitimately this late; a duplicate task is harmless anyway,
+# since a delivery is claimed once.
+DELIVERY_REQUEUE_AFTER_SECONDS = env.integer("DELIVERY_REQUEUE_AFTER_SECONDS", 15, minimum=5)
 # One deliver_message task carries up to this many deliveries of one channel: they are
 # claimed in one transaction, sent concurrently and recorded together. Larger batches
 # cost less per message; a worker killed mid-send leaves up to this many in the crash

@@ -317,13 +317,17 @@ def _put_back(waiting: dict[str, list[_Ready]], now: datetime) -> list[DeliveryO
     for reason, items in waiting.items():
         for item in items:
             delivery = item.delivery
+            # One taken over from a lost worker is queued again, not left "sending": the
+            # reaper would take it for lost once more, and the tick would not publish it.
+            delivery.status, delivery.lease_until = DeliveryStatus.QUEUED, None
             delivery.next_attempt_at = now + timedelta(seconds=item.wait)
             delivery.held_at = delivery.updated_at = now
             rows.append(delivery)
             outcomes.append(
                 DeliveryOutcome(delivery.status, delivery.channel, item.wait, reason, delivery.pk)
             )
-    update_rows(Delivery, rows, ["next_attempt_at", "held_at", "updated_at"])
+    fields = ["status", "lease_until", "next_attempt_at", "held_at", "updated_at"]
+    update_rows(Delivery, rows, fields)
     return outcomes
 
 

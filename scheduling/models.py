@@ -211,11 +211,12 @@ class Delivery(models.Model):
             )
         ]
         indexes = [
-            # The reaper's two reads: lost queued tasks and sends whose worker died.
+            # The reaper's two reads: deliveries handed to the broker whose task never ran
+            # (few: the broker holds only work due now) and sends whose worker died.
             models.Index(
-                fields=["next_attempt_at"],
-                name="delivery_queued_idx",
-                condition=Q(status="queued"),
+                fields=["updated_at"],
+                name="delivery_published_idx",
+                condition=Q(status="queued", held_at__isnull=True),
             ),
             models.Index(
                 fields=["lease_until"],

@@ -195,7 +195,8 @@ def _release(channel: str, room: int, now: datetime) -> int:
         .select_for_update(skip_locked=True)
         .values_list("pk", "priority")[:room]
     )  # fmt: skip
-    Delivery.objects.filter(pk__in=[pk for pk, _ in rows]).update(held_at=None)
+    # Handed to the broker now: the reaper counts a lost task's time from here.
+    Delivery.objects.filter(pk__in=[pk for pk, _ in rows]).update(held_at=None, updated_at=now)
     items = [(pk, channel, priority) for pk, priority in rows]
     transaction.on_commit(lambda: enqueue_deliveries(items))
     return len(rows)

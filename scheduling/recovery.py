@@ -40,17 +40,20 @@ def reap_stuck_deliveries(*, now: datetime | None = None) -> ReapResult:
         .select_for_update(skip_locked=True)
         .values_list("pk", "channel")[:REAP_BATCH]
     ]
-    # A queued delivery whose task never ran (lost with the broker, or never published).
+    # A delivery handed to the broker (queued, not held) whose task never ran: lost with
+    # the broker or with a worker that died before claiming it, or never published.
+    # Handing it over writes updated_at; the broker holds only work due now, so a task
+    # waits seconds, not DELIVERY_REQUEUE_AFTER_SECONDS.
     overdue = now - timedelta(seconds=settings.DELIVERY_REQUEUE_AFTER_SECONDS)
     lost = list(
         Delivery.objects.filter(
-            status=DeliveryStatus.QUEUED, next_attempt_at__lt=overdue, held_at__isnull=True
+            status=DeliveryStatus.QUEUED, held_at__isnull=True, updated_at__lt=overdue
         )
         .select_for_update(skip_locked=True)
         .values_list("pk", "channel", "priority")[:REAP_BATCH]
     )
-    # Pushing next_attempt_at to now gives each a fresh grace period before the next reap.
-    Delivery.objects.filter(pk__in=[pk for pk, _, _ in lost]).update(next_attempt_at=now)
+    # Touching updated_at gives each a fresh grace period before the next reap.
+    Delivery.objects.filter(pk__in=[pk for pk, _, _ in lost]).update(updated_at=now)
     items = expired_leases + lost
     if items:
         # Sends cut short go straight back, ahead of any backlog (they are late already);

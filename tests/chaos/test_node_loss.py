@@ -8,6 +8,10 @@ delivery the node held is sent within 30 s of the kill, and the burst's p99 late
 under 60 s.
 """
 
+import re
+import time
+from collections import Counter
+
 import pytest
 from django.utils import timezone
 
@@ -31,6 +35,26 @@ HELD_SENT_WITHIN = 30.0
 P99_LATENESS_UNDER = 60.0
 
 
+TASK_LINE = re.compile(r"Task scheduling\.deliver_message\[([\w-]+)\] (received|succeeded|raised)")
+
+
+def tasks_in_hand(log: str) -> set[str]:
+    """deliver_message tasks a worker has taken and not finished, from its log."""
+    taken, finished = set(), set()
+    for task, event in TASK_LINE.findall(log):
+        (taken if event == "received" else finished).add(task)
+    return taken - finished
+
+
+def wait_until_busy(stack, name: str, timeout: float = 15) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if tasks_in_hand(stack.log(name)):
+            return True
+        time.sleep(0.01)
+    return False
+
+
 def percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
@@ -52,6 +76,8 @@ def test_losing_a_worker_node_mid_burst_with_shipped_settings_resends_its_work_w
     assert fake_telegram.wait_for(lambda: len(fake_telegram.sent()) >= KILL_AFTER_SENDS, 60), (
         f"no progress: {status_counts()}\n{stack.logs_tail()}"
     )
+    # At a moment the node has work in hand: at 29/s a batch takes about a second.
+    assert wait_until_busy(stack, "a"), stack.logs_tail()
     stack.kill9("a")
     killed_at = timezone.now()
     # What the node held: its sends in flight (claimed, leased) ...
@@ -72,6 +98,7 @@ def test_losing_a_worker_node_mid_burst_with_shipped_settings_resends_its_work_w
         in_flight_at_kill=len(in_flight),
         held_sent_within_s=round(max(held_after, default=0.0), 1),
         p99_lateness_s=round(percentile(lateness, 0.99), 1) if lateness else None,
+        limited=dict(Counter(call.limited for call in fake_telegram.calls() if call.limited)),
         **stack.reaped(),
     )
 
