@@ -30,21 +30,33 @@ logger = logging.getLogger(__name__)
 
 # Reserves send slots for a batch of recipients in one round trip.
 # KEYS[1]: the channel's bucket; KEYS[2..]: one bucket per recipient, in send order.
-# ARGV: the channel's and a recipient's emission interval, and the longest wait that may
-# be reserved (all in microseconds). Returns, per recipient, 1 and the wait until its
-# slot (reserved: the caller sends then), or 0 and the wait (nothing taken).
-# A stored value is the earliest time the bucket's next send may go.
+# ARGV: the channel's and a recipient's emission interval, the longest wait that may be
+# reserved, and the lead: no slot sooner than that (all in microseconds); then, for a
+# slot that replaces one its send missed, how late it is (else -1). Returns, per
+# recipient, 1 and the wait until its slot (reserved: the caller sends then), or 0 and
+# the wait (nothing taken). A stored value is the earliest time the bucket's next send
+# may go.
+# A replacement does not wait for its recipient's bucket while that only holds the
+# interval after the very slot it missed (it would wait a whole interval, 1 s on
+# Telegram, for nothing; the send before it to that recipient went at least an interval
+# before that slot). When a later send to the recipient reserved since (the bucket is
+# half an interval further or more), it waits for that one as usual.
 _RESERVE = """
 local now_parts = redis.call('TIME')
 local now = tonumber(now_parts[1]) * 1000000 + tonumber(now_parts[2])
 local channel_interval = tonumber(ARGV[1])
 local recipient_interval = tonumber(ARGV[2])
 local max_wait = tonumber(ARGV[3])
-local channel_next = math.max(tonumber(redis.call('GET', KEYS[1]) or now), now)
+local earliest = now + tonumber(ARGV[4])
+local late = tonumber(ARGV[5])
+local channel_next = math.max(tonumber(redis.call('GET', KEYS[1]) or now), earliest)
 local reserved_any = false
 local answer = {}
 for i = 2, #KEYS do
-  local recipient_next = math.max(tonumber(redis.call('GET', KEYS[i]) or now), now)
+  local recipient_next = math.max(tonumber(redis.call('GET', KEYS[i]) or now), earliest)
+  if late >= 0 and recipient_next < now - late + recipient_interval * 1.5 then
+    recipient_next = earliest
+  end
   local slot = math.max(channel_next, recipient_next)
   if slot - now <= max_wait then
     channel_next = slot + channel_interval
@@ -83,8 +95,16 @@ def limit_for(channel: str) -> ChannelLimit | None:
     return ChannelLimit(*rates) if rates else None
 
 
-def reserve_slots(channel: str, recipients: list[str], max_wait: float = 0.0) -> list[Reservation]:
-    """A slot per recipient, in order: reserved when it comes within `max_wait` seconds.
+def reserve_slots(
+    channel: str,
+    recipients: list[str],
+    max_wait: float = 0.0,
+    lead: float = 0.0,
+    *,
+    replacing_late_by: float | None = None,
+) -> list[Reservation]:
+    """A slot per recipient, in order: reserved when it comes within `max_wait` seconds,
+    and none sooner than `lead` seconds (the caller's own work before it can send).
 
     A batch reserves its sends ahead and each goes at its slot, so the limit holds across
     workers without anyone polling; a recipient that is refused takes nothing, and does
@@ -103,6 +123,8 @@ def reserve_slots(channel: str, recipients: list[str], max_wait: float = 0.0) ->
         int(1_000_000 / limit.per_second),
         int(1_000_000 / limit.per_recipient_per_second),
         int(max_wait * 1_000_000),
+        int(lead * 1_000_000),
+        -1 if replacing_late_by is None else int(replacing_late_by * 1_000_000),
     )
     return [
         Reservation(bool(answer[i]), int(answer[i + 1]) / 1_000_000)
@@ -129,7 +151,7 @@ class SendSlot:
     under a provider's 1,000/s, as 29/s stays under 30/s.
     """
 
-    LATE_FLOOR = 0.005
+    LATE_FLOOR = 0.01
 
     REPLACEMENT_MAX_WAIT = 5.0
 
@@ -157,8 +179,10 @@ class SendSlot:
             return self.moment - now
         if self.reserved and (self.tolerance is None or now - self.moment <= self.tolerance):
             return None
+        late = now - self.moment if self.reserved else None
         try:
-            [slot] = reserve_slots(self.channel, [self.recipient], self.REPLACEMENT_MAX_WAIT)
+            [slot] = reserve_slots(self.channel, [self.recipient], self.REPLACEMENT_MAX_WAIT,
+                                   replacing_late_by=late)  # fmt: skip
         except RedisError as exc:
             raise TransientError("limiter_unavailable", "the shared rate limiter is "
                                  "unreachable", retry_after=5.0) from exc  # fmt: skip

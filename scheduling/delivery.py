@@ -288,8 +288,8 @@ def _slots_and_breaker(ready: list[_Ready]) -> tuple[list[_Ready], dict[str, lis
             if decision.probe:
                 waiting["breaker"] += [_waits(i, decision.wait + 1.0) for i in items[1:]]
                 items = items[:1]
-            slots = reserve_slots(channel, [i.address for i in items],
-                                  settings.DELIVERY_RATE_INLINE_WAIT_SECONDS)  # fmt: skip
+            inline = settings.DELIVERY_RATE_INLINE_WAIT_SECONDS
+            slots = reserve_slots(channel, [i.address for i in items], inline, CLAIM_LEAD)
         except RedisError:
             # Without the shared limits we do not send; the deliveries come back later.
             logger.warning("redis unreachable: %d deliveries wait (limits are shared)", len(items))
@@ -302,6 +302,14 @@ def _slots_and_breaker(ready: list[_Ready]) -> tuple[list[_Ready], dict[str, lis
             item.wait, item.moment = slot.wait, answered + slot.wait
             (go if slot.reserved else waiting["rate_limit"]).append(item)
     return go, waiting
+
+
+# The first slot a claim takes is at least this far ahead: the claim is written and
+# committed between the reservation and the first send, and a send that starts later
+# than its slot (beyond SendSlot's tolerance) must take a new one. At 1,000/s, claims
+# eating 10-30 ms into their slots made most sends miss, and a miss at that rate tends
+# to miss again (docs/benchmarks.md, scenario 9).
+CLAIM_LEAD = 0.05
 
 
 def _waits(item: _Ready, seconds: float) -> _Ready:

@@ -166,6 +166,8 @@ def release_held_deliveries() -> int:
         room = queue_room(channel)
         if room:
             released += _release(channel, room, now)
+    if released:
+        logger.info("%d held deliveries published", released)
     return released
 
 

@@ -16,6 +16,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -436,6 +437,13 @@ def accepted_rate_and_429s(calls) -> tuple[float, int]:
     return rate, rejected
 
 
+def accepted_per_second(calls) -> list[int]:
+    """Accepted sends in each whole second from the first one."""
+    accepted = sorted(c.at for c in calls if c.status == 200)
+    counts = Counter(int(at - accepted[0]) for at in accepted) if accepted else Counter()
+    return [counts[second] for second in range(max(counts, default=-1) + 1)]
+
+
 def broadcast_rate(sizes: Sizes, log_dir: Path) -> list[Row]:
     """9. Telegram's paid broadcast rate: the fake enforces 1,000/s per bot (and 1/s per
     chat); our limiter at 975/s, a little under, as at 29/s for 30/s; 4 pool processes."""
@@ -455,6 +463,7 @@ def broadcast_rate(sizes: Sizes, log_dir: Path) -> list[Row]:
         processes.stop()
         fake.stop()
     rate, rejected = accepted_rate_and_429s(fake.calls())
+    per_second = accepted_per_second(fake.calls())
     logs = log_dir.glob("broadcast*.log")
     missed = sum(log.read_text().count("missed its rate-limit slot") for log in logs)
     name = f"9. broadcast, 1,000/s per bot enforced, {sizes.broadcast} chats, limiter at 975/s"
@@ -462,6 +471,16 @@ def broadcast_rate(sizes: Sizes, log_dir: Path) -> list[Row]:
         Row(name, "achieved rate", rate, "/s", ">= 900 (90% of 1,000/s)", rate >= 900),
         Row(name, "429 answers", rejected, "", "= 0", rejected == 0),
         Row(name, "sends that missed their slot", missed, "", "", None),
+        # The first seconds share the 2 cores with the dispatcher turning all the due
+        # messages into deliveries at once; after it, the limiter's own pace.
+        Row(
+            name,
+            "accepted per second, after the first 5 s (median)",
+            statistics.median(per_second[5:-1] or [0]),
+            "/s",
+            "",
+            None,
+        ),
     ]
 
 
