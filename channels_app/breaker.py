@@ -3,7 +3,7 @@
 closed: sends go through; consecutive transient failures (network, 5xx, timeouts; not
   429, which is the provider pacing us) are counted, and at BREAKER_FAILURE_THRESHOLD
   the breaker opens.
-open: nothing is sent for BREAKER_OPEN_SECONDS; deliveries wait (re-queued, not an
+open: nothing is sent for BREAKER_OPEN_SECONDS; deliveries wait (held, not an
   attempt, not a failure) and the dispatcher stops publishing to the channel's queue.
 half-open: after that time one probe is let through; success closes the breaker, a
   failure opens it again. A probe whose worker died is replaced after the lease.

@@ -190,6 +190,9 @@ def expire_held_past_window(now) -> int:
 
 @transaction.atomic
 def _release(channel: str, room: int, now: datetime) -> int:
+    """One priority per tick and channel, the most urgent due: the next tick publishes
+    the others, behind it. Workers take tasks in parallel, so a routine task published
+    with the urgent ones could take its rate-limit slots first."""
     rows = list(
         Delivery.objects.filter(status=DeliveryStatus.QUEUED, held_at__isnull=False,
                                 channel=channel, next_attempt_at__lte=now)
@@ -197,6 +200,7 @@ def _release(channel: str, room: int, now: datetime) -> int:
         .select_for_update(skip_locked=True)
         .values_list("pk", "priority")[:room]
     )  # fmt: skip
+    rows = [row for row in rows if row[1] == rows[0][1]] if rows else []
     # Handed to the broker now: the reaper counts a lost task's time from here.
     Delivery.objects.filter(pk__in=[pk for pk, _ in rows]).update(held_at=None, updated_at=now)
     items = [(pk, channel, priority) for pk, priority in rows]
