@@ -39,6 +39,7 @@ INSTALLED_APPS = [
     "patients",
     "channels_app",
     "scheduling",
+    "outreach",
     "conversations",
     "care_team",
 ]
@@ -130,7 +131,14 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "socket_timeout": 30,
 }
 CELERY_TASK_DEFAULT_QUEUE = SCHEDULER_QUEUE
-CELERY_TASK_QUEUES = [Queue(SCHEDULER_QUEUE), *(Queue(q) for q in DELIVERY_QUEUES.values())]
+# The companion's writing (language model, weather) has its own queue and workers, so a
+# slow model never holds a delivery worker.
+OUTREACH_QUEUE = "outreach"
+CELERY_TASK_QUEUES = [
+    Queue(SCHEDULER_QUEUE),
+    *(Queue(q) for q in DELIVERY_QUEUES.values()),
+    Queue(OUTREACH_QUEUE),
+]
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
@@ -302,6 +310,35 @@ CHANNEL_RATE_LIMITS = {
 CHANNEL_SANDBOX = env.boolean("CHANNEL_SANDBOX", default=DEBUG and not TELEGRAM_BOT_TOKEN)
 if CHANNEL_SANDBOX and not DEBUG:
     raise ImproperlyConfigured("CHANNEL_SANDBOX=true is only allowed with DJANGO_DEBUG=true")
+
+# --- The companion's initiative: check-ins (outreach/) ----------------------------------
+CHECK_INS_ENABLED = env.boolean("CHECK_INS_ENABLED", True)
+CHECK_IN_TICK_SECONDS = env.integer("CHECK_IN_TICK_SECONDS", 15, minimum=1, maximum=300)
+# Writing starts this long before a check-in's moment; one not written by the moment plus
+# the grace is sent with the fallback template.
+CHECK_IN_WRITING_LEAD_SECONDS = env.integer(
+    "CHECK_IN_WRITING_LEAD_SECONDS", 120, minimum=0, maximum=3600
+)
+CHECK_IN_GRACE_SECONDS = env.integer("CHECK_IN_GRACE_SECONDS", 60, minimum=0, maximum=1800)
+# Any OpenAI-compatible Chat Completions server (OpenAI, Azure OpenAI, Ollama, vLLM,
+# llama.cpp). Empty: no model, every check-in uses the fallback template.
+LLM_BASE_URL = env.string("LLM_BASE_URL")
+LLM_API_KEY = env.string("LLM_API_KEY")
+LLM_MODEL = env.string("LLM_MODEL", "gpt-4o-mini")
+LLM_TIMEOUT_SECONDS = env.number("LLM_TIMEOUT_SECONDS", 20.0, minimum=0.5)
+LLM_MAX_CONCURRENCY = env.integer("LLM_MAX_CONCURRENCY", 8, minimum=1, maximum=1000)
+# Weather for the check-ins: Open-Meteo (no key) unless OPENWEATHER_API_KEY is set.
+OPEN_METEO_BASE_URL = env.url(
+    "OPEN_METEO_BASE_URL", "https://api.open-meteo.com", schemes=("http", "https")
+)
+GEOCODING_BASE_URL = env.url(
+    "GEOCODING_BASE_URL", "https://geocoding-api.open-meteo.com", schemes=("http", "https")
+)
+OPENWEATHER_API_KEY = env.string("OPENWEATHER_API_KEY")
+OPENWEATHER_BASE_URL = env.url(
+    "OPENWEATHER_BASE_URL", "https://api.openweathermap.org", schemes=("http", "https")
+)
+WEATHER_TIMEOUT_SECONDS = env.number("WEATHER_TIMEOUT_SECONDS", 3.0, minimum=0.5)
 
 # --- Logging: ids only, never message bodies, names or phone numbers ----------------
 LOG_LEVEL = env.string("LOG_LEVEL", "INFO").upper()

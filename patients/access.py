@@ -20,6 +20,9 @@ ORGANIZATION_PATH = {
     "deliveryattempt": "delivery__message__organization",
     "inboxmessage": "patient__organization",
     "messagetemplate": "organization",
+    "companionpersona": "organization",
+    "checkinplan": "patient__organization",
+    "checkin": "patient__organization",
 }
 
 

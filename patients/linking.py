@@ -113,6 +113,9 @@ def link_chat(*, token: str, chat_id: str) -> LinkResult:
     if row.expires_at <= now:
         return LinkResult(LinkOutcome.EXPIRED, patient)
     contact = _telegram_contact(patient, chat_id, existing, now)
+    # Linking is the patient answering the welcome: the companion may start checking in.
+    Patient.objects.filter(pk=patient.pk).update(onboarding_done=True)
+    patient.onboarding_done = True
     row.used_at, row.contact = now, contact
     row.save(update_fields=["used_at", "contact"])
     record_action(patient, "telegram_linked", link_token=row.pk, contact=contact.pk)

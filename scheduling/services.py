@@ -18,6 +18,7 @@ from scheduling.message_templates import find_template, render_template
 from scheduling.models import (
     Delivery,
     DeliveryStatus,
+    MessageKind,
     MessageStatus,
     ScheduledMessage,
 )
@@ -77,6 +78,7 @@ def message_schedule(
     delivery_window_seconds: int | None = None,
     ignore_quiet_hours: bool = False,
     metadata: dict | None = None,
+    kind: str = MessageKind.GENERAL,
 ) -> ScheduledMessage:
     """Validates everything first, then saves one row; bad input saves nothing."""
     if timezone.is_naive(starts_at):
@@ -98,6 +100,7 @@ def message_schedule(
         timezone=zone_name,
         ignore_quiet_hours=ignore_quiet_hours,
         metadata=metadata or {},
+        kind=kind,
     )
     if delivery_window_seconds is not None:
         message.delivery_window_seconds = delivery_window_seconds

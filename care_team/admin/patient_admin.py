@@ -3,6 +3,7 @@ from django.template.response import TemplateResponse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
+from care_team.admin.outreach_admin import CheckInPlanInline
 from care_team.admin.scoping import (
     ORGANIZATION_FILTER,
     OrganizationScopedAdmin,
@@ -50,7 +51,7 @@ class PatientAdmin(OrganizationScopedAdmin):
     list_display = ["name", "organization", "timezone", "preferred_channel", "opted_out_at"]
     list_filter = [ORGANIZATION_FILTER, "preferred_channel", "timezone"]
     search_fields = ["name"]
-    inlines = [ContactInline]
+    inlines = [ContactInline, CheckInPlanInline]
     readonly_fields = ["inbox_link", "adherence", "last_interaction_at", "audit_trail"]
     actions = ["create_telegram_links"]
 

@@ -1,0 +1,78 @@
+"""The companion's persona per organization, each patient's check-in plan (an inline on
+the patient's page) and the check-ins it made: which path wrote each, and why."""
+
+from django import forms
+from django.contrib import admin
+
+from care_team.admin.scoping import ORGANIZATION_FILTER, OrganizationScopedAdmin
+from outreach.models import CheckIn, CheckInPlan, CompanionPersona
+from outreach.weather import geocode
+
+
+@admin.register(CompanionPersona)
+class CompanionPersonaAdmin(OrganizationScopedAdmin):
+    list_display = [
+        "organization",
+        "companion_name",
+        "support_style",
+        "default_language",
+        "check_ins_enabled",
+        "check_ins_for_new_patients",
+        "share_context_with_llm",
+    ]
+    list_filter = [ORGANIZATION_FILTER]
+
+
+class CheckInPlanForm(forms.ModelForm):
+    class Meta:
+        model = CheckInPlan
+        fields = ["enabled", "local_time", "window_minutes", "place_name", "latitude", "longitude"]
+
+    def clean(self):
+        data = super().clean()
+        place = (data.get("place_name") or "").strip()
+        if place and data.get("latitude") is None and data.get("longitude") is None:
+            # Resolved once, here; only the place name leaves, never who lives there.
+            found = geocode(place)
+            if found is None:
+                raise forms.ValidationError(
+                    {"place_name": "This place was not found; give its coordinates instead."}
+                )
+            data["latitude"], data["longitude"] = found
+        return data
+
+
+class CheckInPlanInline(admin.StackedInline):
+    model = CheckInPlan
+    form = CheckInPlanForm
+    extra = 0
+    max_num = 1
+    can_delete = True
+    verbose_name = "daily check-in"
+    readonly_fields = ["next_at", "stopped_reason"]
+
+
+@admin.register(CheckIn)
+class CheckInAdmin(OrganizationScopedAdmin):
+    list_display = [
+        "patient",
+        "local_date",
+        "due_at",
+        "status",
+        "source",
+        "fallback_reason",
+        "model",
+        "latency_ms",
+        "with_weather",
+        "with_context",
+    ]
+    list_filter = ["status", "source", "fallback_reason"]
+    search_fields = ["patient__name"]
+    date_hierarchy = "due_at"
+    readonly_fields = [f.name for f in CheckIn._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
