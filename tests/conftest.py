@@ -14,7 +14,9 @@ from django.conf import settings as django_settings
 from django.utils import timezone
 
 from patients.models import Channel, Contact, Organization, Patient
+from tests.fakes.llm_server import API_KEY, FakeLLM
 from tests.fakes.telegram_server import FakeTelegram
+from tests.fakes.weather_server import FakeWeather
 
 ROOT = Path(__file__).resolve().parent.parent
 CELERY = str(Path(sys.executable).parent / "celery")
@@ -27,6 +29,29 @@ def fake_telegram(settings):
     settings.TELEGRAM_API_BASE_URL = fake.base_url
     settings.TELEGRAM_BOT_TOKEN = "123456:TEST-TOKEN"
     settings.CHANNEL_SANDBOX = False
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def fake_llm(settings):
+    """A fake OpenAI-compatible server, and the settings pointing the client at it."""
+    fake = FakeLLM().start()
+    settings.LLM_BASE_URL = fake.base_url
+    settings.LLM_API_KEY = API_KEY
+    settings.LLM_MODEL = "companion-test"
+    settings.LLM_TIMEOUT_SECONDS = 2
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def fake_weather(settings):
+    """A fake Open-Meteo (forecast and geocoding) and OpenWeather server."""
+    fake = FakeWeather().start()
+    settings.OPEN_METEO_BASE_URL = fake.origin
+    settings.GEOCODING_BASE_URL = fake.origin
+    settings.OPENWEATHER_BASE_URL = fake.origin
     yield fake
     fake.stop()
 

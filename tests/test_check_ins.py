@@ -20,31 +20,9 @@ from outreach.planning import plan_check_ins
 from outreach.plans import plan_check_ins_for
 from patients.models import Contact, Patient
 from scheduling.models import AckAction, MessageKind
-from tests.fakes.llm_server import API_KEY, FakeLLM, Reply
-from tests.fakes.weather_server import FakeWeather
+from tests.fakes.llm_server import Reply
 
 FALLBACK_START = "Hello Patient"  # the built-in English check-in template
-
-
-@pytest.fixture
-def fake_llm(settings):
-    fake = FakeLLM().start()
-    settings.LLM_BASE_URL = fake.base_url
-    settings.LLM_API_KEY = API_KEY
-    settings.LLM_MODEL = "companion-test"
-    settings.LLM_TIMEOUT_SECONDS = 2
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture
-def fake_weather(settings):
-    fake = FakeWeather().start()
-    settings.OPEN_METEO_BASE_URL = fake.origin
-    settings.GEOCODING_BASE_URL = fake.origin
-    settings.OPENWEATHER_BASE_URL = fake.origin
-    yield fake
-    fake.stop()
 
 
 def local_time_in(minutes: float, zone: str) -> time:
