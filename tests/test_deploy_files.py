@@ -13,8 +13,12 @@ from companion import env
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-APP_SERVICES = ("web", "worker", "beat", "flower")
-EXPECTED_QUEUES = {settings.SCHEDULER_QUEUE, *settings.DELIVERY_QUEUES.values()}
+APP_SERVICES = ("web", "worker", "writer", "beat", "flower")
+EXPECTED_QUEUES = {
+    settings.SCHEDULER_QUEUE,
+    *settings.DELIVERY_QUEUES.values(),
+    settings.OUTREACH_QUEUE,
+}
 
 
 def procfile() -> dict[str, str]:
@@ -38,7 +42,9 @@ def all_commands() -> list[tuple[str, list[str]]]:
 
 
 def test_compose_has_the_stack_services():
-    assert set(COMPOSE["services"]) == {"postgres", "redis", *APP_SERVICES}
+    assert set(COMPOSE["services"]) == {"postgres", "redis", *APP_SERVICES, "ollama"}
+    # The local language model is optional: only with `--profile llm`.
+    assert COMPOSE["services"]["ollama"]["profiles"] == ["llm"]
 
 
 def test_compose_builds_from_the_dockerfile_that_exists():
@@ -78,10 +84,16 @@ def test_every_command_names_something_that_exists(where, argv):
         pytest.fail(f"{where}: unexpected program {program}")
 
 
-@pytest.mark.parametrize(("where", "argv"), [c for c in all_commands() if "worker" in c[1]])
-def test_workers_consume_every_queue_the_code_publishes_to(where, argv):
-    queues = set(argv[argv.index("--queues") + 1].split(","))
-    assert queues == EXPECTED_QUEUES, where
+@pytest.mark.parametrize("where", ["compose", "Procfile"])
+def test_the_workers_together_consume_every_queue_the_code_publishes_to(where):
+    queues = [
+        set(argv[argv.index("--queues") + 1].split(","))
+        for name, argv in all_commands()
+        if name.startswith(where) and "worker" in argv
+    ]
+    assert set().union(*queues) == EXPECTED_QUEUES
+    # The companion's writers have workers of their own: a slow model holds no delivery.
+    assert {settings.OUTREACH_QUEUE} in queues
 
 
 def test_the_dockerfile_installs_the_requirements_and_runs_an_installed_server():
