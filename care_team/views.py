@@ -19,11 +19,21 @@ def sandbox_outbox(request: HttpRequest) -> HttpResponse:
         raise Http404("The channel sandbox is off.")
     visible = scoped(Delivery.objects.all(), request.user).values("pk")
     recorded = SandboxMessage.objects.filter(delivery_id__in=visible)
-    return render(
-        request,
-        "care_team/outbox.html",
-        {"messages_sent": recorded[:100], "total": recorded.count()},
+    page = list(recorded[:100])
+    # Which path wrote each: the care team, or the companion's model or its fallback.
+    writers = dict(
+        Delivery.objects.filter(pk__in=[item.delivery_id for item in page]).values_list(
+            "pk", "message__metadata__written_by"
+        )
     )
+    for item in page:
+        item.written_by = WRITTEN_BY.get(writers.get(item.delivery_id), "care team")
+    return render(
+        request, "care_team/outbox.html", {"messages_sent": page, "total": recorded.count()}
+    )
+
+
+WRITTEN_BY = {"llm": "companion (language model)", "fallback": "companion (fallback template)"}
 
 
 @user_passes_test(lambda user: user.is_active and user.is_superuser)

@@ -42,6 +42,10 @@ DEMO_PATIENTS = (
 )  # fmt: skip
 
 
+def demo_organization() -> Organization:
+    return Organization.objects.get(slug=DEMO_ORG_SLUG)
+
+
 @transaction.atomic
 def create_demo_data() -> bool:
     """Creates the demo once; returns False when it is already there."""

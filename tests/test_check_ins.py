@@ -343,3 +343,35 @@ def test_a_new_patient_gets_check_ins_when_the_organization_starts_them_for_new_
     patient = make_patient()
     plan = CheckInPlan.objects.get(patient=patient)
     assert plan.enabled and plan.next_at is not None
+
+
+def test_the_sandbox_labels_a_check_in_written_by_the_fallback(demo_client, settings, make_patient):
+    from channels_app.models import SandboxMessage
+    from patients.models import Organization
+    from scheduling.dispatch import dispatch_due
+    from scheduling.models import Delivery
+
+    settings.CHANNEL_SANDBOX, settings.LLM_BASE_URL = True, ""
+    clinic = Organization.objects.get(slug="clinic-a")  # the demo user's other clinic
+    patient = onboarded(make_patient, org=clinic)
+    plan_check_ins_for(patient, local_time=local_time_in(-1, patient.timezone))
+    plan_check_ins()
+    writing.write_check_in(CheckIn.objects.get().pk)
+    dispatch_due()
+    delivery = Delivery.objects.get(message__patient=patient)
+    SandboxMessage.objects.create(
+        channel="telegram", address="1", delivery_id=delivery.pk, text=delivery.message.content
+    )
+    page = demo_client.get("/sandbox/")
+    assert b"companion (fallback template)" in page.content
+
+
+def test_the_demo_starts_check_ins_due_within_two_minutes(db):
+    from django.core.management import call_command
+
+    call_command("seed_demo", stdout=open("/dev/null", "w"))  # noqa: SIM115
+    plans = list(CheckInPlan.objects.all())
+    assert len(plans) == 3
+    soon = timezone.now() + timedelta(minutes=2)
+    assert all(plan.enabled and timezone.now() < plan.next_at <= soon for plan in plans)
+    assert CompanionPersona.objects.count() == 1
