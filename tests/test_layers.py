@@ -9,7 +9,15 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("companion", "care_team", "conversations", "scheduling", "channels_app", "patients")
+PACKAGES = (
+    "companion",
+    "care_team",
+    "conversations",
+    "outreach",
+    "scheduling",
+    "channels_app",
+    "patients",
+)
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 
 

@@ -96,4 +96,5 @@ def test_celery_reads_the_reliability_settings():
     assert {q.name for q in app.conf.task_queues} == {
         settings.SCHEDULER_QUEUE,
         *settings.DELIVERY_QUEUES.values(),
+        settings.OUTREACH_QUEUE,
     }
