@@ -62,17 +62,20 @@ class Sizes:
     naive: tuple[int, ...]  # schedule sizes for the naive django-celery-beat comparison
     naive_cap: float  # seconds the naive design gets before its rate is extrapolated
     broadcast: int  # scenario 9: messages at the 1,000/s broadcast rate
+    check_in_plans: int  # scenario 10: patients with daily check-ins
+    check_ins_written: int  # scenario 11: check-ins written against a model answering in 1 s
     lead: float  # seconds from making the messages to their due time: the processes start
     all_pools: bool  # scenario 3's one-message-per-task pools too (slow; the full run only)
 
 
 QUICK = Sizes(ceiling=2000, end_to_end=3000, slow_provider=1500, schedule_rows=100_000,
               due_rows=10_000, limited=200, steady_seconds=10, memory=(500, 3000),
-              naive=(1000,), naive_cap=10, broadcast=3000, lead=5, all_pools=False)  # fmt: skip
+              naive=(1000,), naive_cap=10, broadcast=3000, lead=5, all_pools=False,
+              check_in_plans=100_000, check_ins_written=160)  # fmt: skip
 FULL = Sizes(ceiling=10_000, end_to_end=20_000, slow_provider=3000, schedule_rows=1_000_000,
              due_rows=10_000, limited=3000, steady_seconds=300, memory=(10_000, 100_000),
              naive=(10_000, 50_000), naive_cap=30, broadcast=20_000, lead=8,
-             all_pools=True)  # fmt: skip
+             all_pools=True, check_in_plans=1_000_000, check_ins_written=800)  # fmt: skip
 
 
 class Processes:
@@ -142,8 +145,9 @@ def reset_state() -> None:
     from django.conf import settings
     from django.db import connection
 
-    tables = ["scheduling_deliveryattempt", "scheduling_delivery", "scheduling_scheduledmessage",
-              "patients_contact", "patients_patient"]  # fmt: skip
+    tables = ["outreach_checkin", "outreach_checkinplan", "scheduling_deliveryattempt",
+              "scheduling_delivery", "scheduling_scheduledmessage", "patients_contact",
+              "patients_patient"]  # fmt: skip
     with connection.cursor() as cursor:
         cursor.execute(f"TRUNCATE {', '.join(tables)} CASCADE")
     redis.Redis.from_url(settings.REDIS_URL).flushdb()
@@ -484,6 +488,106 @@ def broadcast_rate(sizes: Sizes, log_dir: Path) -> list[Row]:
     ]
 
 
+def _patients_with_plans(count: int, next_at_sql: str) -> int:
+    """`count` patients with a check-in plan each (one through the ORM, the rest copied in
+    SQL); returns the first patient's id."""
+    from django.db import connection
+    from django.utils import timezone
+
+    from outreach.models import CheckInPlan
+    from patients.models import Organization, Patient
+
+    organization, _ = Organization.objects.get_or_create(slug="bench", defaults={"name": "Bench"})
+    patient = Patient.objects.create(organization=organization, name="Bench 0", timezone="UTC",
+                                     preferred_channel="web", onboarding_done=True)  # fmt: skip
+    plan = CheckInPlan.objects.create(patient=patient)
+    CheckInPlan.objects.filter(pk=plan.pk).update(next_at=timezone.now() + timedelta(hours=1))
+    with connection.cursor() as cursor:
+        _copy_rows(cursor, Patient, patient.pk, {"name": "'Bench ' || g"},
+                   f"generate_series(1, {count - 1}) g")  # fmt: skip
+        _copy_rows(cursor, CheckInPlan, plan.pk, {"patient_id": "p.id", "next_at": next_at_sql},
+                   f"patients_patient p WHERE p.id > {patient.pk}")  # fmt: skip
+        cursor.execute("ANALYZE")
+    return patient.pk
+
+
+def check_in_selection(sizes: Sizes) -> list[Row]:
+    """10. The check-in planner's tick against a million patients with daily check-ins."""
+    from django.db import connection, transaction
+    from django.utils import timezone
+
+    from outreach.planning import due_plans, plan_check_ins
+
+    reset_state()
+    # Spread over the next day, none due: what a tick meets on most of its runs.
+    spread = "now() + interval '1 hour' + (p.id % 82800) * interval '1 second'"
+    _patients_with_plans(sizes.check_in_plans, spread)
+    idle = []
+    for _ in range(20):
+        started = time.perf_counter()
+        plan_check_ins()
+        idle.append((time.perf_counter() - started) * 1000)
+    with transaction.atomic(), connection.cursor() as cursor:
+        sql, params = due_plans(timezone.now(), 500).query.sql_with_params()
+        cursor.execute(f"EXPLAIN {sql}", params)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    name = f"10. check-in planner, {sizes.check_in_plans:,} patients with check-ins"
+    return [
+        Row(name, "idle tick (median of 20)", statistics.median(idle), "ms", "<= 5",
+            statistics.median(idle) <= 5),
+        Row(name, "due query uses check_in_due_idx", float("check_in_due_idx" in plan), "",
+            "yes", "check_in_due_idx" in plan),
+    ]  # fmt: skip
+
+
+def check_in_writing(sizes: Sizes, log_dir: Path) -> list[Row]:
+    """11. Check-ins written against a model answering in 1 s, LLM_MAX_CONCURRENCY=8, by
+    two writer workers of 6 processes (more processes than slots: the cap is shared)."""
+    from django.conf import settings
+    from django.db import connection
+    from django.utils import timezone
+
+    from outreach.models import CheckIn, CheckInSource
+    from outreach.planning import WRITE_TASK
+    from scheduling.queueing import publish_task
+    from tests.fakes.llm_server import API_KEY, FakeLLM
+
+    reset_state()
+    count = sizes.check_ins_written
+    first = _patients_with_plans(count, "now() + interval '1 day'")
+    due = timezone.now() + timedelta(minutes=20)
+    template = CheckIn.objects.create(patient_id=first, local_date=due.date(), due_at=due,
+                                      window_ends_at=due + timedelta(minutes=30))  # fmt: skip
+    with connection.cursor() as cursor:
+        _copy_rows(cursor, CheckIn, template.pk, {"patient_id": "p.id"},
+                   f"patients_patient p WHERE p.id > {first}")  # fmt: skip
+    fake = FakeLLM().start()
+    fake.delay = 1.0
+    env = {"LLM_BASE_URL": fake.base_url, "LLM_API_KEY": API_KEY, "LLM_MAX_CONCURRENCY": "8"}
+    processes = Processes(log_dir, env)
+    for name in ("writer1", "writer2"):
+        processes.worker(name, settings.OUTREACH_QUEUE, "--concurrency", "6")
+    try:
+        time.sleep(3)  # the workers start
+        started = time.monotonic()
+        for pk in CheckIn.objects.values_list("pk", flat=True):
+            publish_task(WRITE_TASK, (pk,), queue=settings.OUTREACH_QUEUE)
+        wait_until(lambda: not CheckIn.objects.filter(status="writing").exists(), 600, step=0.2)
+        seconds = time.monotonic() - started
+    finally:
+        processes.stop()
+        fake.stop()
+    written = CheckIn.objects.filter(source=CheckInSource.LLM).count()
+    name = f"11. check-ins written, {count} at once, model answering in 1 s, 8 at a time"
+    return [
+        Row(name, "written by the model per second", written / seconds, "/s",
+            ">= 7 (8 slots / 1 s)", written / seconds >= 7),
+        Row(name, "most requests open at once", fake.most_in_flight, "", "<= 8",
+            fake.most_in_flight <= 8),
+        Row(name, "written by the model", written, "", f"= {count}", written == count),
+    ]  # fmt: skip
+
+
 def rss_mb(pid: int, with_children: bool = True) -> float:
     """Resident memory of a process (and its pool's children), in MB, from /proc."""
     pids = [pid]
@@ -729,7 +833,9 @@ def main() -> None:
              "6": lambda: provider_limits(sizes, log_dir),
              "7": lambda: worker_memory(sizes, log_dir),
              "8": lambda: naive_peer(sizes, log_dir),
-             "9": lambda: broadcast_rate(sizes, log_dir)}  # fmt: skip
+             "9": lambda: broadcast_rate(sizes, log_dir),
+             "10": lambda: check_in_selection(sizes),
+             "11": lambda: check_in_writing(sizes, log_dir)}  # fmt: skip
     chosen = [n for n in steps if not only or n in only]
     for number in chosen:
         began = time.monotonic()
