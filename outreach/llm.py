@@ -24,6 +24,10 @@ from channels_app.shared_state import redis_client
 logger = logging.getLogger(__name__)
 
 
+# A request is started only with at least this long left before the deadline.
+MIN_SECONDS = 1.0
+
+
 class LlmUnavailable(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -58,11 +62,13 @@ def complete(
     """One chat completion, given up by `deadline` (time.monotonic())."""
     if not llm_configured():
         raise LlmUnavailable("not_configured")
-    timeout = min(settings.LLM_TIMEOUT_SECONDS, deadline - time.monotonic())
-    if timeout <= 0:
+    if deadline - time.monotonic() < MIN_SECONDS:
+        # Too little time left for an answer: a request the client then abandons still
+        # costs the model server its work.
         raise LlmUnavailable("too_late")
     client = _client(settings.LLM_BASE_URL, settings.LLM_API_KEY, settings.LLM_TIMEOUT_SECONDS)
-    with _slot(deadline):
+    with _slot(deadline - MIN_SECONDS):
+        timeout = min(settings.LLM_TIMEOUT_SECONDS, deadline - time.monotonic())
         started = time.monotonic()
         try:
             response = client.with_options(timeout=timeout).chat.completions.create(

@@ -141,14 +141,16 @@ def _skip(check_in: CheckIn, reason: str) -> str:
 
 
 def finish_late_check_ins(now: datetime | None = None) -> int:
-    """Check-ins whose text did not come by their moment plus the grace get the fallback."""
+    """Check-ins whose text did not come by their moment plus the grace get the fallback,
+    all of them, a batch at a time."""
     now = now or timezone.now()
-    late = list(
-        CheckIn.objects.filter(
-            status=CheckInStatus.WRITING,
-            due_at__lt=now - timedelta(seconds=settings.CHECK_IN_GRACE_SECONDS),
-        ).values_list("pk", flat=True)[:500]
-    )
-    for pk in late:
-        finish_check_in(pk, Written("", "llm_too_slow"))
-    return len(late)
+    late = CheckIn.objects.filter(
+        status=CheckInStatus.WRITING,
+        due_at__lt=now - timedelta(seconds=settings.CHECK_IN_GRACE_SECONDS),
+    ).order_by("due_at")
+    finished = 0
+    while batch := list(late.values_list("pk", flat=True)[:500]):
+        for pk in batch:
+            finish_check_in(pk, Written("", "llm_too_slow"))
+        finished += len(batch)
+    return finished

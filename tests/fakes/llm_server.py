@@ -9,9 +9,11 @@ Every call is recorded with the request body, so a test can see what left.
 """
 
 import json
+import select
+import socket
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler
 
 from tests.fakes.base import BaseReply, FakeServer
@@ -141,8 +143,24 @@ class FakeLLM(FakeServer):
                 reply = fake._next_scripted(Reply(delay=fake.delay))
                 fake._count(+1)
                 try:
-                    fake.respond(self, reply, call, success=lambda: fake._answer(call, reply))
+                    # A model server stops working on a request its client gave up on
+                    # (vLLM and Ollama do): it no longer counts as open.
+                    if not self._wait_while_connected(reply.delay):
+                        call.status = -2
+                        fake._record(call)
+                        self.close_connection = True
+                        return
                 finally:
                     fake._count(-1)
+                reply = replace(reply, delay=0.0)
+                fake.respond(self, reply, call, success=lambda: fake._answer(call, reply))
+
+            def _wait_while_connected(self, seconds: float) -> bool:
+                deadline = time.monotonic() + seconds
+                while (left := deadline - time.monotonic()) > 0:
+                    readable, _, _ = select.select([self.connection], [], [], min(left, 0.05))
+                    if readable and not self.connection.recv(1, socket.MSG_PEEK):
+                        return False
+                return True
 
         return Handler
