@@ -339,6 +339,17 @@ OPENWEATHER_BASE_URL = env.url(
     "OPENWEATHER_BASE_URL", "https://api.openweathermap.org", schemes=("http", "https")
 )
 WEATHER_TIMEOUT_SECONDS = env.number("WEATHER_TIMEOUT_SECONDS", 3.0, minimum=0.5)
+# Follow-ups for patients who have gone quiet: after this long without a message, a
+# button or an answer from them; at most so many in any 7 days; not within the cooldown
+# after any other message from the companion (a check-in, another follow-up).
+FOLLOW_UP_ENABLED = env.boolean("FOLLOW_UP_ENABLED", True)
+FOLLOW_UP_DEFAULT_DELAY_HOURS = env.number("FOLLOW_UP_DEFAULT_DELAY_HOURS", 48.0, minimum=0.01)
+FOLLOW_UP_MAX_PER_USER_PER_WEEK = env.integer(
+    "FOLLOW_UP_MAX_PER_USER_PER_WEEK", 2, minimum=0, maximum=50
+)
+FOLLOW_UP_COOLDOWN_HOURS = env.number("FOLLOW_UP_COOLDOWN_HOURS", 12.0, minimum=0.0)
+# A patient who writes within this long of a follow-up counts as having answered it.
+FOLLOW_UP_RESPONSE_HOURS = env.number("FOLLOW_UP_RESPONSE_HOURS", 24.0, minimum=0.1)
 
 # --- Logging: ids only, never message bodies, names or phone numbers ----------------
 LOG_LEVEL = env.string("LOG_LEVEL", "INFO").upper()

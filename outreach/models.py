@@ -1,8 +1,10 @@
 """The companion's own initiative: its persona per organization, each patient's check-in
-plan, and one row per check-in (once per patient and local date, kept by the database)."""
+plan, and one row per check-in (once per patient and local date, kept by the database);
+follow-ups for patients who have gone quiet, and each patient's follow-up state."""
 
 from datetime import time
 
+from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
@@ -29,6 +31,9 @@ class CompanionPersona(models.Model):
     )
     check_ins_for_new_patients = models.BooleanField(
         default=False, help_text="New patients start with daily check-ins on."
+    )
+    follow_ups_enabled = models.BooleanField(
+        default=True, help_text="Follow-ups for patients who have gone quiet, in this organization."
     )
     share_context_with_llm = models.BooleanField(
         default=False,
@@ -128,3 +133,81 @@ class CheckIn(models.Model):
 
     def __str__(self) -> str:
         return f"Check-in of patient {self.patient_id} on {self.local_date}"
+
+
+class FollowUpState(models.Model):
+    """Whether a patient gets follow-ups when they go quiet (they may opt out of these
+    alone), and when to look at them next: an indexed moment, moved on each time, so the
+    planner never scans the patients."""
+
+    patient = models.OneToOneField(Patient, on_delete=models.CASCADE, related_name="follow_ups")
+    enabled = models.BooleanField(
+        default=True, help_text="Off when the patient sent /followups off (or the care team)."
+    )
+    next_at = models.DateTimeField(null=True, blank=True, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["next_at"], name="follow_up_due_idx", condition=Q(enabled=True))
+        ]
+
+    def __str__(self) -> str:
+        return f"Follow-ups of patient {self.patient_id}"
+
+
+class FollowUpKind(models.TextChoices):
+    AUTOMATIC = "automatic", "The patient went quiet"
+    MANUAL = "manual", "Asked for by the care team"
+
+
+class FollowUpStatus(models.TextChoices):
+    PLANNED = "planned", "Planned"
+    WRITING = "writing", "Being written"
+    SCHEDULED = "scheduled", "Scheduled"
+    SKIPPED = "skipped", "Skipped"
+
+
+class FollowUp(models.Model):
+    """One follow-up: why, what the model was given, which path wrote it, and whether the
+    patient answered (wrote within FOLLOW_UP_RESPONSE_HOURS of it)."""
+
+    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="follow_up_log")
+    kind = models.CharField(max_length=16, choices=FollowUpKind.choices)
+    status = models.CharField(
+        max_length=16, choices=FollowUpStatus.choices, default=FollowUpStatus.WRITING
+    )
+    due_at = models.DateTimeField()
+    quiet_since = models.DateTimeField(null=True, blank=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    context_used = models.JSONField(
+        default=list, blank=True, help_text="What the language model was given, by kind."
+    )
+    source = models.CharField(max_length=16, choices=CheckInSource.choices, blank=True)
+    fallback_reason = models.CharField(max_length=64, blank=True)
+    model = models.CharField(max_length=100, blank=True)
+    latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
+    completion_tokens = models.PositiveIntegerField(null=True, blank=True)
+    message = models.OneToOneField(
+        ScheduledMessage, on_delete=models.SET_NULL, null=True, blank=True, related_name="follow_up"
+    )
+    sent_at = models.DateTimeField(null=True, blank=True, help_text="When it was scheduled to go.")
+    responded_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-due_at"]
+        indexes = [
+            models.Index(fields=["patient", "due_at"]),
+            models.Index(
+                fields=["due_at"],
+                name="follow_up_open_idx",
+                condition=Q(status__in=["planned", "writing"]),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Follow-up of patient {self.patient_id} at {self.due_at:%Y-%m-%d %H:%M}"

@@ -14,9 +14,9 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from outreach.eligibility import reason_not_to_reach
 from outreach.models import CheckIn, CheckInPlan, CompanionPersona
 from outreach.moments import next_check_in, quiet_hours_cover
-from patients.models import Contact
 from scheduling.queueing import publish_task
 
 logger = logging.getLogger(__name__)
@@ -90,17 +90,9 @@ def _plan_one(plan: CheckInPlan, persona: CompanionPersona | None, now: datetime
 
 def reason_not_to_check_in(plan: CheckInPlan, persona: CompanionPersona | None) -> tuple[str, str]:
     """(why today is skipped, why check-ins stop for good); both empty: go ahead."""
-    patient = plan.patient
     if persona is not None and not persona.check_ins_enabled:
         return "check-ins are off in the organization", ""
-    if patient.opted_out_at is not None:
-        return "the patient opted out", ""
-    if not patient.onboarding_done:
-        return "onboarding is not done", ""
-    contacts = list(Contact.objects.filter(patient=patient).values_list("blocked_at", flat=True))
-    if contacts and all(blocked is not None for blocked in contacts):
-        return "", "the patient blocked us on every channel they had"
-    return "", ""
+    return reason_not_to_reach(plan.patient)
 
 
 def _start(plan: CheckInPlan, day, moment: datetime) -> int:

@@ -1,15 +1,22 @@
 """Keeps each check-in plan's next moment (its indexed `next_at`) true: on any change of
 the plan, or of the patient's time zone or quiet hours, and for a new patient of an
-organization whose companion starts check-ins for new patients."""
+organization whose companion starts check-ins for new patients. Every new patient gets
+their follow-up state, looked at first when they have been quiet long enough."""
 
+from datetime import timedelta
 from decimal import Decimal
 
+from django.conf import settings
 from django.db.models.signals import post_save, pre_save
 from django.utils import timezone
 
-from outreach.models import CheckInPlan, CompanionPersona
+from outreach.models import CheckInPlan, CompanionPersona, FollowUpState
 from outreach.moments import next_check_in
 from patients.models import Patient
+
+
+def follow_up_delay() -> timedelta:
+    return timedelta(hours=settings.FOLLOW_UP_DEFAULT_DELAY_HOURS)
 
 
 def refresh_next_at(plan: CheckInPlan) -> None:
@@ -41,6 +48,9 @@ def _plan_saved(sender, instance: CheckInPlan, **kwargs) -> None:
 
 def _patient_saved(sender, instance: Patient, created: bool, **kwargs) -> None:
     if created:
+        FollowUpState.objects.get_or_create(
+            patient=instance, defaults={"next_at": instance.created_at + follow_up_delay()}
+        )
         persona = CompanionPersona.objects.filter(organization_id=instance.organization_id).first()
         if persona and persona.check_ins_for_new_patients:
             CheckInPlan.objects.create(patient=instance)

@@ -23,6 +23,8 @@ ORGANIZATION_PATH = {
     "companionpersona": "organization",
     "checkinplan": "patient__organization",
     "checkin": "patient__organization",
+    "followupstate": "patient__organization",
+    "followup": "patient__organization",
 }
 
 

@@ -53,6 +53,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "  {cmd}schedule every 2h Drink water\n"
         "{cmd}scheduled - your reminders and their numbers\n"
         "{cmd}{cancel} NUMBER - stop one of your reminders\n"
+        "{cmd}followups off - no follow-ups when you have been quiet ({cmd}followups on, "
+        "{cmd}followups status)\n"
         "{cmd}stop - no more messages at all\n"
         "{cmd}start - messages again after {cmd}stop\n"
         "Messages you write here are not read by your care team. In an emergency, call "
@@ -64,10 +66,28 @@ TEXTS: dict[str, dict[str, str]] = {
         "  {cmd}schedule every 2h Wasser trinken\n"
         "{cmd}scheduled - Ihre Erinnerungen und ihre Nummern\n"
         "{cmd}{cancel} NUMMER - eine Ihrer Erinnerungen beenden\n"
+        "{cmd}followups off - keine Nachfragen, wenn Sie länger nichts geschrieben haben "
+        "({cmd}followups on, {cmd}followups status)\n"
         "{cmd}stop - keine Nachrichten mehr\n"
         "{cmd}start - wieder Nachrichten nach {cmd}stop\n"
         "Was Sie hier schreiben, liest Ihr Behandlungsteam nicht. Im Notfall rufen Sie "
         "bitte den Notruf an.",
+    },
+    "followups_on": {
+        "en": "Follow-ups are on: if you have not written for a while, I will check on you. "
+        "Send {cmd}followups off to stop them.",
+        "de": "Nachfragen sind an: Wenn Sie länger nichts geschrieben haben, melde ich mich. "
+        "Senden Sie {cmd}followups off, um sie zu beenden.",
+    },
+    "followups_off": {
+        "en": "Follow-ups are off. Your reminders and check-ins go on as before. Send "
+        "{cmd}followups on to have them again.",
+        "de": "Nachfragen sind aus. Ihre Erinnerungen und Check-ins gehen weiter. Senden Sie "
+        "{cmd}followups on, um sie wieder zu erhalten.",
+    },
+    "followups_usage": {
+        "en": "Send {cmd}followups on, {cmd}followups off or {cmd}followups status.",
+        "de": "Senden Sie {cmd}followups on, {cmd}followups off oder {cmd}followups status.",
     },
     "not_understood": {
         "en": "Sorry, I did not understand that. Messages here are not read by your care "

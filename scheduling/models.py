@@ -30,6 +30,7 @@ class MessageKind(models.TextChoices):
     MEDICATION = "medication", "Medication reminder"
     APPOINTMENT = "appointment", "Appointment reminder"
     CHECK_IN = "check_in", "Check-in"
+    FOLLOW_UP = "follow_up", "Follow-up"
 
 
 class ScheduledMessage(models.Model):

@@ -5,7 +5,8 @@ from django import forms
 from django.contrib import admin
 
 from care_team.admin.scoping import ORGANIZATION_FILTER, OrganizationScopedAdmin
-from outreach.models import CheckIn, CheckInPlan, CompanionPersona
+from outreach.follow_ups import response_rate
+from outreach.models import CheckIn, CheckInPlan, CompanionPersona, FollowUp, FollowUpState
 from outreach.weather import geocode
 
 
@@ -21,6 +22,14 @@ class CompanionPersonaAdmin(OrganizationScopedAdmin):
         "share_context_with_llm",
     ]
     list_filter = [ORGANIZATION_FILTER]
+    readonly_fields = ["follow_up_response_rate"]
+
+    @admin.display(description="Follow-ups answered (last 30 days)")
+    def follow_up_response_rate(self, obj: CompanionPersona) -> str:
+        answered, sent = response_rate(obj.organization_id)
+        if not sent:
+            return "no follow-ups yet"
+        return f"{answered} of {sent} ({answered / sent:.0%})"
 
 
 class CheckInPlanForm(forms.ModelForm):
@@ -70,6 +79,41 @@ class CheckInAdmin(OrganizationScopedAdmin):
     search_fields = ["patient__name"]
     date_hierarchy = "due_at"
     readonly_fields = [f.name for f in CheckIn._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+class FollowUpStateInline(admin.StackedInline):
+    model = FollowUpState
+    extra = 0
+    max_num = 1
+    can_delete = False
+    verbose_name = "follow-ups when quiet"
+    verbose_name_plural = "follow-ups when quiet"
+    fields = ["enabled", "next_at"]
+    readonly_fields = ["next_at"]
+
+
+@admin.register(FollowUp)
+class FollowUpAdmin(OrganizationScopedAdmin):
+    list_display = [
+        "patient",
+        "kind",
+        "due_at",
+        "status",
+        "source",
+        "fallback_reason",
+        "responded_at",
+        "requested_by",
+    ]
+    list_filter = ["kind", "status", "source"]
+    search_fields = ["patient__name"]
+    date_hierarchy = "due_at"
+    readonly_fields = [f.name for f in FollowUp._meta.fields]
 
     def has_add_permission(self, request) -> bool:
         return False

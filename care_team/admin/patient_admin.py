@@ -1,14 +1,19 @@
-from django.contrib import admin
+from datetime import timedelta
+
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 from django.template.response import TemplateResponse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
-from care_team.admin.outreach_admin import CheckInPlanInline
+from care_team.admin.outreach_admin import CheckInPlanInline, FollowUpStateInline
 from care_team.admin.scoping import (
     ORGANIZATION_FILTER,
     OrganizationScopedAdmin,
     user_sees_everything,
 )
+from outreach.follow_ups import follow_up_schedule
 from patients.inbox_links import inbox_path
 from patients.linking import link_qr_svg, link_token_create
 from patients.models import Contact, Membership, Organization, Patient
@@ -51,9 +56,25 @@ class PatientAdmin(OrganizationScopedAdmin):
     list_display = ["name", "organization", "timezone", "preferred_channel", "opted_out_at"]
     list_filter = [ORGANIZATION_FILTER, "preferred_channel", "timezone"]
     search_fields = ["name"]
-    inlines = [ContactInline, CheckInPlanInline]
+    inlines = [ContactInline, CheckInPlanInline, FollowUpStateInline]
     readonly_fields = ["inbox_link", "adherence", "last_interaction_at", "audit_trail"]
-    actions = ["create_telegram_links"]
+    actions = ["create_telegram_links", "follow_up_in_24_hours"]
+
+    @admin.action(
+        description="Follow up with the selected patients in 24 hours", permissions=["change"]
+    )
+    def follow_up_in_24_hours(self, request, queryset):
+        at = timezone.now() + timedelta(hours=24)
+        planned, refused = 0, []
+        for patient in queryset:
+            try:
+                follow_up_schedule(patient, at=at, actor=request.user)
+                planned += 1
+            except ValidationError as exc:
+                refused.append(f"{patient}: {' '.join(exc.messages)}")
+        self.message_user(request, f"{planned} follow-up(s) planned for {at:%Y-%m-%d %H:%M} UTC.")
+        for reason in refused:
+            self.message_user(request, reason, level=messages.WARNING)
 
     @admin.display(description="Medication adherence")
     def adherence(self, obj: Patient) -> str:

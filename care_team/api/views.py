@@ -4,6 +4,7 @@ another organization's object is a 404 and never listed."""
 
 import base64
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.shortcuts import get_object_or_404
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import (
@@ -14,7 +15,7 @@ from drf_spectacular.utils import (
 )
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import NotFound, PermissionDenied
+from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -23,6 +24,11 @@ from care_team.api import operations
 from care_team.api.filters import MessageFilter, StableOrderingFilter
 from care_team.api.framework import AdminsDelete, AuditActorMixin, MembersWrite, Pagination
 from care_team.api.health import health_report, run_checks
+from care_team.api.outreach_serializers import (
+    FollowUpRequestSerializer,
+    FollowUpSerializer,
+    FollowUpSettingsSerializer,
+)
 from care_team.api.serializers import (
     BulkEnvelopeSerializer,
     BulkErrorSerializer,
@@ -43,7 +49,9 @@ from care_team.api.serializers import (
     TelegramLinkSerializer,
     TemplateSerializer,
 )
+from outreach.follow_ups import follow_up_schedule, set_follow_ups, state_for
 from patients.access import scoped
+from patients.audit import record_action
 from patients.linking import link_qr_png, link_qr_svg, link_token_create
 from patients.models import Patient
 from scheduling.services import message_send_now
@@ -95,6 +103,61 @@ class PatientViewSet(ScopedViewSet):
             "qr_png": base64.b64encode(link_qr_png(qr_target)).decode(),
         }
         return Response(TelegramLinkSerializer(body).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        methods=["GET"],
+        summary="The patient's follow-ups",
+        responses={200: FollowUpSerializer(many=True)},
+    )
+    @extend_schema(
+        methods=["POST"],
+        summary="Plan a follow-up",
+        description="The companion writes to the patient at that time (the language model, "
+        "or the follow_up template), past the weekly cap and the cooldown, but never to a "
+        "patient who opted out of follow-ups or of all messages.",
+        request=FollowUpRequestSerializer,
+        responses={201: FollowUpSerializer},
+    )
+    @action(detail=True, methods=["get", "post"], url_path="follow-ups")
+    def follow_ups(self, request, pk=None):
+        patient = self.get_object()
+        if request.method == "GET":
+            page = self.paginate_queryset(patient.follow_up_log.order_by("-due_at", "-id"))
+            return self.get_paginated_response(FollowUpSerializer(page, many=True).data)
+        asked = FollowUpRequestSerializer(data=request.data)
+        asked.is_valid(raise_exception=True)
+        try:
+            follow_up = follow_up_schedule(
+                patient, at=asked.validated_data["at"], actor=request.user
+            )
+        except DjangoValidationError as exc:
+            raise ValidationError(exc.message_dict) from exc
+        return Response(FollowUpSerializer(follow_up).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        methods=["GET"],
+        summary="The patient's follow-up switch",
+        responses={200: FollowUpSettingsSerializer},
+    )
+    @extend_schema(
+        methods=["PUT"],
+        summary="Switch the patient's follow-ups on or off",
+        request=FollowUpSettingsSerializer,
+        responses={200: FollowUpSettingsSerializer},
+    )
+    @action(detail=True, methods=["get", "put"], url_path="follow-up-settings")
+    def follow_up_settings(self, request, pk=None):
+        patient = self.get_object()
+        if request.method == "PUT":
+            wanted = FollowUpSettingsSerializer(data=request.data)
+            wanted.is_valid(raise_exception=True)
+            set_follow_ups(patient, enabled=wanted.validated_data["enabled"])
+            record_action(
+                patient,
+                "follow_ups_" + ("on" if wanted.validated_data["enabled"] else "off"),
+                actor=request.user,
+            )
+        return Response({"enabled": state_for(patient).enabled})
 
 
 @extend_schema_view(

@@ -12,6 +12,7 @@ urlpatterns = [
     path("<int:pk>/", views.message_detail, name="detail"),
     path("<int:pk>/cancel/", views.message_cancel_view, name="cancel"),
     path("<int:pk>/send-now/", views.message_send_now_view, name="send_now"),
+    path("<int:pk>/follow-up/", views.patient_follow_up_view, name="follow_up"),
     path(
         "login/",
         auth_views.LoginView.as_view(

@@ -2,6 +2,7 @@
 scheduling.services do the work, care_team.web.queries reads (always scoped)."""
 
 import logging
+from datetime import timedelta
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -24,6 +25,7 @@ from care_team.web.queries import (
     message_delivery_count,
     visible_messages,
 )
+from outreach.follow_ups import follow_up_schedule
 from scheduling.creation import message_create
 from scheduling.models import MessageStatus
 from scheduling.occurrences import message_preview
@@ -129,6 +131,21 @@ def message_send_now_view(request: HttpRequest, pk: int) -> HttpResponse:
         messages.error(request, " ".join(error.messages))
     else:
         messages.success(request, f"Delivery #{delivery.pk} queued to send now.")
+    return redirect("scheduled_messages:detail", pk=message.pk)
+
+
+@provider_required
+@require_POST
+def patient_follow_up_view(request: HttpRequest, pk: int) -> HttpResponse:
+    """The companion follows up with the message's patient in 24 hours."""
+    message = get_object_or_404(visible_messages(request.user), pk=pk)
+    at = timezone.now() + timedelta(hours=24)
+    try:
+        follow_up_schedule(message.patient, at=at, actor=request.user)
+    except ValidationError as error:
+        messages.error(request, " ".join(error.messages))
+    else:
+        messages.success(request, "The companion will follow up with the patient in 24 hours.")
     return redirect("scheduled_messages:detail", pk=message.pk)
 
 

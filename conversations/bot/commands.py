@@ -19,6 +19,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from outreach.follow_ups import note_patient_wrote, set_follow_ups, state_for
 from patients.audit import record_action
 from patients.linking import LinkOutcome, link_chat
 from patients.models import Channel, Contact, Patient
@@ -40,7 +41,7 @@ HELP_WORDS = frozenset({"help", "info"})
 # Paused by /stop: only these are resumed by /start, not those the care team paused.
 OPT_OUT_REASON = "paused: the patient opted out of all messages"
 KNOWN_COMMANDS = frozenset(
-    {"schedule", "scheduled", "list", "cancel_schedule", "start", *OPT_OUT_WORDS,
+    {"schedule", "scheduled", "list", "cancel_schedule", "start", "followups", *OPT_OUT_WORDS,
      *OPT_IN_WORDS, *HELP_WORDS}
 )  # fmt: skip
 MAX_PHRASE_WORDS = 16  # the longest phrase the parser reads has about 12 words
@@ -93,6 +94,7 @@ def handle_text(
         return say("unknown_chat", language_hint) if channel == Channel.TELEGRAM else None
     patient = contact.patient
     Patient.objects.filter(pk=patient.pk).update(last_interaction_at=now)
+    note_patient_wrote(patient.pk, now)
     # Only names we know: the first word of free text is what the patient wrote.
     known = command.name if command.name in KNOWN_COMMANDS else "other"
     logger.info("patient %s: command %s on %s", patient.pk, known, channel)
@@ -118,6 +120,7 @@ def handle_other(*, channel: str, address: str, language_hint: str = "") -> str 
     if contact is None:
         return say("unknown_chat", language_hint) if channel == Channel.TELEGRAM else None
     Patient.objects.filter(pk=contact.patient_id).update(last_interaction_at=timezone.now())
+    note_patient_wrote(contact.patient_id)
     return say("only_text", contact.patient.language, **Surface(channel).words)
 
 
@@ -144,7 +147,21 @@ def run_command(patient: Patient, command: Command, surface: Surface, now: datet
         return scheduled(patient, surface)
     if name in ("cancel_schedule", "cancel"):
         return cancel(patient, command.args, surface)
+    if name == "followups":
+        return followups(patient, command.args, surface)
     return say("not_understood", language, **surface.words)
+
+
+def followups(patient: Patient, args: str, surface: Surface) -> str:
+    """/followups on|off|status: follow-ups alone; /stop still stops everything."""
+    choice = args.strip().lower()
+    if choice in ("on", "off"):
+        set_follow_ups(patient, enabled=choice == "on")
+        record_action(patient, f"follow_ups_{choice}", channel=surface.channel)
+    elif choice != "status":
+        return say("followups_usage", patient.language, **surface.words)
+    enabled = state_for(patient).enabled
+    return say("followups_on" if enabled else "followups_off", patient.language, **surface.words)
 
 
 # -- /schedule ------------------------------------------------------------------------
