@@ -15,6 +15,6 @@ def create_states(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("outreach", "0002_companionpersona_follow_ups_enabled_followup_and_more")]
+    dependencies = [("outreach", "0001_initial")]
 
     operations = [migrations.RunPython(create_states, migrations.RunPython.noop)]
