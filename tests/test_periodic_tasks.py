@@ -14,6 +14,7 @@ def test_it_registers_dispatch_and_reaper_idempotently(db, settings):
         "scheduling.reap_stuck_deliveries",
         "scheduling.mark_missed_doses",
         "channels_app.sweep_inbound_updates",
+        "outreach.plan_check_ins",
     }
     dispatch = tasks["scheduling.dispatch_due"]
     assert (dispatch.interval.every, dispatch.interval.period) == (5, "seconds")
