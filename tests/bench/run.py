@@ -768,6 +768,16 @@ Where it had not finished within its time, its figure is projected from the rate
 reached. Ours is the dispatcher (Beat's tick plus one worker) with nobody consuming the
 delivery queue.
 
+Scenario 9: the fake enforces Telegram's paid broadcast rate, 1,000/s per bot, with 429s;
+ours at 975/s. Its first seconds share the 2 cores with the dispatcher turning 20,000
+due messages into deliveries at once; the median second after the fifth shows the
+limiter's own pace. What it took: docs/reliability.md, item 15.
+
+Scenario 10 reads like scenario 4: the planner's idle tick against a million check-in
+plans spread over the next day. Scenario 11: check-ins written against a fake model that
+answers in 1 s, with LLM_MAX_CONCURRENCY=8 shared by two writers of 6 processes each:
+8 a second is the ceiling.
+
 Where the time per delivery goes and what the targets took: docs/design-decisions.md,
 section *Throughput*. The dispatcher's query plan: docs/benchmarks-dispatch-plan.txt.
 """
