@@ -1,5 +1,6 @@
 """Who the companion may write to on its own initiative, for check-ins and follow-ups."""
 
+from outreach.models import CompanionPersona
 from patients.models import Contact, Patient
 
 
@@ -14,3 +15,9 @@ def reason_not_to_reach(patient: Patient) -> tuple[str, str]:
     if contacts and all(blocked is not None for blocked in contacts):
         return "", "the patient blocked us on every channel they had"
     return "", ""
+
+
+def personas_of(organization_ids: set[int]) -> dict[int, CompanionPersona]:
+    """The organizations' companion personas, by organization id (one query)."""
+    found = CompanionPersona.objects.filter(organization_id__in=organization_ids)
+    return {persona.organization_id: persona for persona in found}

@@ -25,12 +25,12 @@ from django.db import transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from outreach.eligibility import reason_not_to_reach
+from outreach.companion_messages import record_writing, schedule_written
+from outreach.eligibility import personas_of, reason_not_to_reach
 from outreach.guardrails import checked_text
 from outreach.llm import LlmUnavailable, complete
 from outreach.models import (
     CheckIn,
-    CheckInSource,
     CheckInStatus,
     CompanionPersona,
     FollowUp,
@@ -38,12 +38,11 @@ from outreach.models import (
     FollowUpState,
     FollowUpStatus,
 )
-from outreach.prompts import Persona, first_name, language_name, patient_context
+from outreach.prompts import Persona, follow_up_prompt, patient_context
 from patients.models import Patient
 from scheduling.models import MessageKind
 from scheduling.occurrences import QuietHours
 from scheduling.queueing import publish_task
-from scheduling.services import message_schedule, message_schedule_from_template
 
 logger = logging.getLogger(__name__)
 
@@ -108,12 +107,7 @@ def due_states(now: datetime, limit: int):
 @transaction.atomic
 def _plan_batch(now: datetime) -> tuple[int, int]:
     states = list(due_states(now, BATCH))
-    personas = {
-        p.organization_id: p
-        for p in CompanionPersona.objects.filter(
-            organization_id__in={s.patient.organization_id for s in states}
-        )
-    }
+    personas = personas_of({state.patient.organization_id for state in states})
     started = 0
     for state in states:
         persona = personas.get(state.patient.organization_id)
@@ -224,27 +218,6 @@ def follow_up_schedule(patient: Patient, *, at: datetime, actor=None) -> FollowU
 # -- writing --------------------------------------------------------------------------
 
 
-def follow_up_prompt(
-    patient: Patient, persona: Persona, *, quiet_days: int | None, context: list[str]
-) -> list[dict[str, str]]:
-    system = (
-        f"You are {persona.name}, a companion who keeps in touch with patients of a clinic "
-        f"on its behalf. Your style is {persona.style}. Write in "
-        f"{language_name(patient.language)}. Write plain text only: no links, no HTML, no "
-        "markdown. Never give medical advice or mention diagnoses or medicines; if "
-        "something sounds worrying, encourage them to contact their care team."
-    )
-    lines = [
-        f"Write a short, caring message to {first_name(patient)}, who has not been in touch "
-        + (f"for {quiet_days} days" if quiet_days else "for a while")
-        + ": one or two sentences inviting them to reply, without pressure."
-    ]
-    return [
-        {"role": "system", "content": system},
-        {"role": "user", "content": "\n".join(lines + context)},
-    ]
-
-
 def write_follow_up(follow_up_id: int) -> str:
     follow_up = FollowUp.objects.select_related("patient").filter(pk=follow_up_id).first()
     if follow_up is None or follow_up.status != FollowUpStatus.WRITING:
@@ -289,12 +262,7 @@ def _finish(follow_up_id: int, text: str, reason: str, completion, used: list[st
             "kind": MessageKind.FOLLOW_UP,
         }
         try:
-            if text:
-                message = message_schedule(content=text, metadata={"written_by": "llm"}, **common)
-            else:
-                message = message_schedule_from_template(
-                    template="follow_up", metadata={"written_by": "fallback"}, **common
-                )
+            message = schedule_written(text, template="follow_up", **common)
         except ValidationError as exc:
             follow_up.status = FollowUpStatus.SKIPPED
             follow_up.fallback_reason = "; ".join(exc.messages)[:64]
@@ -302,13 +270,8 @@ def _finish(follow_up_id: int, text: str, reason: str, completion, used: list[st
             return "skipped"
         follow_up.status, follow_up.message = FollowUpStatus.SCHEDULED, message
         follow_up.sent_at = message.next_run_at
-        follow_up.source = CheckInSource.LLM if text else CheckInSource.FALLBACK
-        follow_up.fallback_reason = "" if text else reason
+        record_writing(follow_up, text=text, reason=reason, completion=completion)
         follow_up.context_used = used if completion is not None or text else []
-        if completion is not None:
-            follow_up.model, follow_up.latency_ms = completion.model, completion.latency_ms
-            follow_up.prompt_tokens = completion.prompt_tokens
-            follow_up.completion_tokens = completion.completion_tokens
         follow_up.save()
     logger.info(
         "follow-up %s of patient %s scheduled (%s)",

@@ -14,7 +14,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from outreach.eligibility import reason_not_to_reach
+from outreach.eligibility import personas_of, reason_not_to_reach
 from outreach.models import CheckIn, CheckInPlan, CompanionPersona
 from outreach.moments import next_check_in, quiet_hours_cover
 from scheduling.queueing import publish_task
@@ -51,12 +51,7 @@ def plan_check_ins(*, now: datetime | None = None) -> int:
 @transaction.atomic
 def _plan_batch(now: datetime) -> tuple[int, int]:
     plans = list(due_plans(now, PLAN_BATCH))
-    personas = {
-        p.organization_id: p
-        for p in CompanionPersona.objects.filter(
-            organization_id__in={plan.patient.organization_id for plan in plans}
-        )
-    }
+    personas = personas_of({plan.patient.organization_id for plan in plans})
     started = 0
     for plan in plans:
         started += _plan_one(plan, personas.get(plan.patient.organization_id), now)

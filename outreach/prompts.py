@@ -52,24 +52,46 @@ def language_name(code: str) -> str:
     return LANGUAGE_NAMES.get(base, code)
 
 
+def system_prompt(persona: Persona, patient: Patient, *, role: str) -> dict[str, str]:
+    return {
+        "role": "system",
+        "content": (
+            f"You are {persona.name}, a companion who {role} on behalf of a clinic. Your style is "
+            f"{persona.style}. Write in {language_name(patient.language)}. Write plain text "
+            "only: no links, no HTML, no markdown. Never give medical advice or mention "
+            "diagnoses or medicines; if something sounds worrying, encourage them to contact "
+            "their care team."
+        ),
+    }
+
+
 def check_in_prompt(
     patient: Patient, persona: Persona, *, weather: str | None, context: list[str]
 ) -> list[dict[str, str]]:
-    system = (
-        f"You are {persona.name}, a companion who checks in on patients of a clinic on "
-        f"its behalf. Your style is {persona.style}. Write in "
-        f"{language_name(patient.language)}. Write plain text only: no links, no HTML, no "
-        "markdown, no emoji walls. Never give medical advice or mention diagnoses or "
-        "medicines; if something sounds worrying, encourage them to contact their care team."
-    )
     lines = [
         f"Write today's check-in message for {first_name(patient)}: one or two warm, "
         "personal sentences that ask how they are, referring to something relevant below."
     ]
     if weather:
         lines.append(f"The weather where they live today: {weather}.")
-    lines += context
-    return [{"role": "system", "content": system}, {"role": "user", "content": "\n".join(lines)}]
+    return [
+        system_prompt(persona, patient, role="checks in on patients every day"),
+        {"role": "user", "content": "\n".join(lines + context)},
+    ]
+
+
+def follow_up_prompt(
+    patient: Patient, persona: Persona, *, quiet_days: int | None, context: list[str]
+) -> list[dict[str, str]]:
+    quiet = f"for {quiet_days} days" if quiet_days else "for a while"
+    lines = [
+        f"Write a short, caring message to {first_name(patient)}, who has not been in touch "
+        f"{quiet}: one or two sentences inviting them to reply, without pressure."
+    ]
+    return [
+        system_prompt(persona, patient, role="keeps in touch with patients"),
+        {"role": "user", "content": "\n".join(lines + context)},
+    ]
 
 
 def patient_context(patient: Patient, now: datetime) -> list[str]:

@@ -18,13 +18,13 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from outreach.companion_messages import record_writing, schedule_written
 from outreach.guardrails import checked_text
 from outreach.llm import Completion, LlmUnavailable, complete
-from outreach.models import CheckIn, CheckInSource, CheckInStatus, CompanionPersona
+from outreach.models import CheckIn, CheckInStatus, CompanionPersona
 from outreach.prompts import Persona, check_in_prompt, patient_context
 from outreach.weather import current_weather
 from scheduling.models import MessageKind
-from scheduling.services import message_schedule, message_schedule_from_template
 
 logger = logging.getLogger(__name__)
 
@@ -96,33 +96,18 @@ def finish_check_in(check_in_id: int, written: Written) -> str:
                 60, int((check_in.window_ends_at - starts_at).total_seconds())
             ),
         }
-        source = CheckInSource.LLM if written.text else CheckInSource.FALLBACK
         try:
-            if written.text:
-                message = message_schedule(
-                    content=written.text, metadata={"written_by": "llm"}, **common
-                )
-            else:
-                message = message_schedule_from_template(
-                    template="check_in", metadata={"written_by": "fallback"}, **common
-                )
+            message = schedule_written(written.text, template="check_in", **common)
         except ValidationError as exc:
             # For example a patient who opted out since the check-in was planned.
             return _skip(check_in, "; ".join(exc.messages)[:200])
-        completion = written.completion
-        check_in.status, check_in.source, check_in.message = (
-            CheckInStatus.SCHEDULED,
-            source,
-            message,
+        check_in.status, check_in.message = CheckInStatus.SCHEDULED, message
+        record_writing(
+            check_in, text=written.text, reason=written.reason, completion=written.completion
         )
-        check_in.fallback_reason = written.reason if not written.text else ""
         check_in.with_weather, check_in.with_context = written.with_weather, written.with_context
-        if completion is not None:
-            check_in.model = completion.model
-            check_in.latency_ms = completion.latency_ms
-            check_in.prompt_tokens = completion.prompt_tokens
-            check_in.completion_tokens = completion.completion_tokens
         check_in.save()
+        source = check_in.source
     logger.info(
         "check-in %s of patient %s scheduled (%s%s)",
         check_in.pk,

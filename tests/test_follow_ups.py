@@ -310,3 +310,36 @@ def test_every_new_patient_has_a_follow_up_state(make_patient):
     patient = make_patient()
     state = FollowUpState.objects.get(patient=patient)
     assert state.enabled and state.next_at > timezone.now() + timedelta(hours=47)
+
+
+def test_the_api_sets_a_patients_daily_check_in_and_lists_the_check_ins(
+    api, make_patient, fake_weather
+):
+    patient = make_patient()
+    url = f"/api/scheduler/patients/{patient.pk}"
+    assert api.get(f"{url}/check-in-plan/").status_code == 404
+    answer = api.put(
+        f"{url}/check-in-plan/", {"local_time": "08:30", "place_name": "Berlin"}, format="json"
+    )
+    assert answer.status_code == 200, answer.content
+    body = answer.json()
+    assert body["enabled"] is True and body["local_time"] == "08:30"
+    assert (body["latitude"], body["longitude"]) == ("52.5000", "13.4000")
+    assert body["next_at"] is not None
+    # Only the place name went to the geocoding service.
+    [search] = [c for c in fake_weather.calls() if c.path == "/v1/search"]
+    assert search.query["name"] == "Berlin"
+    # Fields not given keep their values.
+    answer = api.put(f"{url}/check-in-plan/", {"enabled": False}, format="json")
+    assert answer.json()["local_time"] == "08:30" and answer.json()["next_at"] is None
+    for bad in (
+        {"enabled": "yes"},
+        {"local_time": "25:00"},
+        {"window_minutes": 1},
+        {"latitude": "52.5"},
+        {"place_name": "Nowhere"},
+        {"latitude": 91, "longitude": 0},
+    ):
+        refused = api.put(f"{url}/check-in-plan/", bad, format="json")
+        assert refused.status_code == 400, (bad, refused.content)
+    assert api.get(f"{url}/check-ins/").json()["results"] == []

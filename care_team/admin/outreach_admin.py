@@ -61,8 +61,18 @@ class CheckInPlanInline(admin.StackedInline):
     readonly_fields = ["next_at", "stopped_reason"]
 
 
+class HistoryAdmin(OrganizationScopedAdmin):
+    """What the companion did: read, never written by hand."""
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
 @admin.register(CheckIn)
-class CheckInAdmin(OrganizationScopedAdmin):
+class CheckInAdmin(HistoryAdmin):
     list_display = [
         "patient",
         "local_date",
@@ -80,12 +90,6 @@ class CheckInAdmin(OrganizationScopedAdmin):
     date_hierarchy = "due_at"
     readonly_fields = [f.name for f in CheckIn._meta.fields]
 
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
 
 class FollowUpStateInline(admin.StackedInline):
     model = FollowUpState
@@ -99,7 +103,7 @@ class FollowUpStateInline(admin.StackedInline):
 
 
 @admin.register(FollowUp)
-class FollowUpAdmin(OrganizationScopedAdmin):
+class FollowUpAdmin(HistoryAdmin):
     list_display = [
         "patient",
         "kind",
@@ -114,9 +118,3 @@ class FollowUpAdmin(OrganizationScopedAdmin):
     search_fields = ["patient__name"]
     date_hierarchy = "due_at"
     readonly_fields = [f.name for f in FollowUp._meta.fields]
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False

@@ -6,7 +6,8 @@ from datetime import timedelta
 from django.utils import timezone
 from rest_framework import serializers
 
-from outreach.models import FollowUp
+from outreach.models import CheckIn, CheckInPlan, FollowUp
+from outreach.weather import geocode
 
 
 class StrictBooleanField(serializers.BooleanField):
@@ -57,3 +58,63 @@ class FollowUpRequestSerializer(serializers.Serializer):
 
 class FollowUpSettingsSerializer(serializers.Serializer):
     enabled = StrictBooleanField(help_text="Follow-ups when the patient has gone quiet.")
+
+
+class CheckInPlanSerializer(serializers.ModelSerializer):
+    """The patient's daily check-in. A `place_name` without coordinates is looked up once
+    (only the name leaves) and stored as coordinates; none found is a 400."""
+
+    enabled = StrictBooleanField(required=False)
+    local_time = serializers.TimeField(
+        required=False, format="%H:%M", help_text="Preferred local time, e.g. 08:30."
+    )
+    next_at = serializers.DateTimeField(read_only=True)
+    stopped_reason = serializers.CharField(read_only=True)
+
+    class Meta:
+        model = CheckInPlan
+        fields = [
+            "enabled",
+            "local_time",
+            "window_minutes",
+            "place_name",
+            "latitude",
+            "longitude",
+            "next_at",
+            "stopped_reason",
+        ]
+
+    def validate(self, data):
+        place = (data.get("place_name") or "").strip()
+        if place and data.get("latitude") is None and data.get("longitude") is None:
+            found = geocode(place)
+            if found is None:
+                raise serializers.ValidationError(
+                    {"place_name": "This place was not found; give latitude and longitude."}
+                )
+            data["latitude"], data["longitude"] = found
+        if (data.get("latitude") is None) != (data.get("longitude") is None):
+            raise serializers.ValidationError("Give both latitude and longitude, or neither.")
+        return data
+
+
+class CheckInSerializer(serializers.ModelSerializer):
+    source = serializers.CharField(
+        read_only=True, help_text='"llm" or "fallback"; empty while it is being written.'
+    )
+
+    class Meta:
+        model = CheckIn
+        fields = [
+            "id",
+            "local_date",
+            "due_at",
+            "status",
+            "source",
+            "fallback_reason",
+            "with_weather",
+            "with_context",
+            "model",
+            "latency_ms",
+        ]
+        read_only_fields = fields

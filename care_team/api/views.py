@@ -25,6 +25,8 @@ from care_team.api.filters import MessageFilter, StableOrderingFilter
 from care_team.api.framework import AdminsDelete, AuditActorMixin, MembersWrite, Pagination
 from care_team.api.health import health_report, run_checks
 from care_team.api.outreach_serializers import (
+    CheckInPlanSerializer,
+    CheckInSerializer,
     FollowUpRequestSerializer,
     FollowUpSerializer,
     FollowUpSettingsSerializer,
@@ -50,6 +52,8 @@ from care_team.api.serializers import (
     TemplateSerializer,
 )
 from outreach.follow_ups import follow_up_schedule, set_follow_ups, state_for
+from outreach.models import CheckInPlan
+from outreach.plans import plan_check_ins_for
 from patients.access import scoped
 from patients.audit import record_action
 from patients.linking import link_qr_png, link_qr_svg, link_token_create
@@ -133,6 +137,43 @@ class PatientViewSet(ScopedViewSet):
         except DjangoValidationError as exc:
             raise ValidationError(exc.message_dict) from exc
         return Response(FollowUpSerializer(follow_up).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        methods=["GET"],
+        summary="The patient's daily check-in",
+        responses={200: CheckInPlanSerializer},
+    )
+    @extend_schema(
+        methods=["PUT"],
+        summary="Set the patient's daily check-in",
+        description="Fields not given keep their values (a new plan starts from the "
+        "defaults: on, 09:00, ±30 minutes, no place). The next check-in moment follows.",
+        request=CheckInPlanSerializer,
+        responses={200: CheckInPlanSerializer},
+    )
+    @action(detail=True, methods=["get", "put"], url_path="check-in-plan")
+    def check_in_plan(self, request, pk=None):
+        patient = self.get_object()
+        plan = CheckInPlan.objects.filter(patient=patient).first()
+        if request.method == "GET":
+            if plan is None:
+                raise NotFound("The patient has no daily check-in.")
+            return Response(CheckInPlanSerializer(plan).data)
+        wanted = CheckInPlanSerializer(plan, data=request.data, partial=True)
+        wanted.is_valid(raise_exception=True)
+        try:
+            plan = plan_check_ins_for(patient, **wanted.validated_data)
+        except DjangoValidationError as exc:
+            raise ValidationError(exc.message_dict) from exc
+        record_action(patient, "check_in_plan_changed", actor=request.user)
+        return Response(CheckInPlanSerializer(plan).data)
+
+    @extend_schema(summary="The patient's check-ins", responses={200: CheckInSerializer(many=True)})
+    @action(detail=True, methods=["get"], url_path="check-ins")
+    def check_ins(self, request, pk=None):
+        patient = self.get_object()
+        page = self.paginate_queryset(patient.check_ins.order_by("-local_date", "-id"))
+        return self.get_paginated_response(CheckInSerializer(page, many=True).data)
 
     @extend_schema(
         methods=["GET"],
