@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from outreach.models import CheckInPlan, CompanionPersona, FollowUpState
 from outreach.moments import next_check_in
+from outreach.weather import geocode
 from patients.models import Patient
 
 
@@ -24,6 +25,18 @@ def refresh_next_at(plan: CheckInPlan) -> None:
         plan.next_at = None
         return
     plan.next_at = next_check_in(plan, plan.patient, after=timezone.now())[1]
+
+
+def fill_in_coordinates(fields: dict) -> str:
+    """A place name given without coordinates is looked up once (only the name leaves)
+    and its coordinates are filled in; returns why not when it cannot be found."""
+    place = (fields.get("place_name") or "").strip()
+    if place and fields.get("latitude") is None and fields.get("longitude") is None:
+        found = geocode(place)
+        if found is None:
+            return "This place was not found; give its latitude and longitude instead."
+        fields["latitude"], fields["longitude"] = found
+    return ""
 
 
 def plan_check_ins_for(patient: Patient, **fields) -> CheckInPlan:

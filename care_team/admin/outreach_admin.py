@@ -7,7 +7,7 @@ from django.contrib import admin
 from care_team.admin.scoping import ORGANIZATION_FILTER, OrganizationScopedAdmin
 from outreach.follow_ups import response_rate
 from outreach.models import CheckIn, CheckInPlan, CompanionPersona, FollowUp, FollowUpState
-from outreach.weather import geocode
+from outreach.plans import fill_in_coordinates
 
 
 @admin.register(CompanionPersona)
@@ -39,15 +39,9 @@ class CheckInPlanForm(forms.ModelForm):
 
     def clean(self):
         data = super().clean()
-        place = (data.get("place_name") or "").strip()
-        if place and data.get("latitude") is None and data.get("longitude") is None:
-            # Resolved once, here; only the place name leaves, never who lives there.
-            found = geocode(place)
-            if found is None:
-                raise forms.ValidationError(
-                    {"place_name": "This place was not found; give its coordinates instead."}
-                )
-            data["latitude"], data["longitude"] = found
+        problem = fill_in_coordinates(data)
+        if problem:
+            raise forms.ValidationError({"place_name": problem})
         return data
 
 

@@ -7,7 +7,7 @@ from django.utils import timezone
 from rest_framework import serializers
 
 from outreach.models import CheckIn, CheckInPlan, FollowUp
-from outreach.weather import geocode
+from outreach.plans import fill_in_coordinates
 
 
 class StrictBooleanField(serializers.BooleanField):
@@ -85,14 +85,9 @@ class CheckInPlanSerializer(serializers.ModelSerializer):
         ]
 
     def validate(self, data):
-        place = (data.get("place_name") or "").strip()
-        if place and data.get("latitude") is None and data.get("longitude") is None:
-            found = geocode(place)
-            if found is None:
-                raise serializers.ValidationError(
-                    {"place_name": "This place was not found; give latitude and longitude."}
-                )
-            data["latitude"], data["longitude"] = found
+        problem = fill_in_coordinates(data)
+        if problem:
+            raise serializers.ValidationError({"place_name": problem})
         if (data.get("latitude") is None) != (data.get("longitude") is None):
             raise serializers.ValidationError("Give both latitude and longitude, or neither.")
         return data
