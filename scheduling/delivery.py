@@ -319,16 +319,18 @@ def _waits(item: _Ready, seconds: float) -> _Ready:
 
 def _put_back(waiting: dict[str, list[_Ready]], now: datetime) -> list[DeliveryOutcome]:
     """Deliveries that wait their turn go back to the database, not as attempts: held
-    until the moment their slot or the breaker allows, when the dispatcher publishes
-    them again."""
+    until the breaker allows, or until their rate-limit slot is within the inline wait,
+    when the dispatcher publishes them again: they reach a worker while the slots just
+    ahead are still free, and no second of the limit goes unused between two ticks."""
     outcomes, rows = [], []
     for reason, items in waiting.items():
+        early = settings.DELIVERY_RATE_INLINE_WAIT_SECONDS if reason == "rate_limit" else 0.0
         for item in items:
             delivery = item.delivery
             # One taken over from a lost worker is queued again, not left "sending": the
             # reaper would take it for lost once more, and the tick would not publish it.
             delivery.status, delivery.lease_until = DeliveryStatus.QUEUED, None
-            delivery.next_attempt_at = now + timedelta(seconds=item.wait)
+            delivery.next_attempt_at = now + timedelta(seconds=max(0.0, item.wait - early))
             delivery.held_at = delivery.updated_at = now
             rows.append(delivery)
             outcomes.append(

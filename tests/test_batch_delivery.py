@@ -136,13 +136,14 @@ def test_deliveries_without_a_slot_wait_in_the_database_without_an_attempt(
     assert result == {DeliveryStatus.SENT: 2, DeliveryStatus.QUEUED: 3}
     waiting = Delivery.objects.filter(status=DeliveryStatus.QUEUED)
     assert waiting.count() == 3
-    # They come back when the next slot is free: one second after the first of the two.
-    assert all(d.attempts == 0 and d.next_attempt_at >= before + timedelta(seconds=0.9)
-               for d in waiting)  # fmt: skip
+    # They come back when their slot is within the inline wait: the next slot is a second
+    # after the first of the two, and 0.6 s of it may be waited for in a task.
+    assert all(d.attempts == 0 for d in waiting)
+    assert all(before + timedelta(seconds=0.3) <= d.next_attempt_at
+               <= before + timedelta(seconds=0.6) for d in waiting)  # fmt: skip
     # Held in the database, not in a task a worker keeps in memory; the tick publishes
     # them when their moment comes.
     assert all(d.held_at for d in waiting) and broker.queue_length("deliver.telegram") == 0
-    assert release_held_deliveries() == 0
     time.sleep(max(0.0, (max(d.next_attempt_at for d in waiting) - timezone.now()).total_seconds()))
     with django_capture_on_commit_callbacks(execute=True):
         assert release_held_deliveries() == 3
