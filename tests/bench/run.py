@@ -520,7 +520,7 @@ def check_in_selection(sizes: Sizes) -> list[Row]:
 
     reset_state()
     # Spread over the next day, none due: what a tick meets on most of its runs.
-    spread = "now() + interval '1 hour' + (p.id % 82800) * interval '1 second'"
+    spread = "now() + interval '1 hour' + mod(p.id, 82800) * interval '1 second'"
     _patients_with_plans(sizes.check_in_plans, spread)
     idle = []
     for _ in range(20):
