@@ -217,8 +217,12 @@ DELIVERY_BATCH_SIZE = env.integer("DELIVERY_BATCH_SIZE", 25, minimum=1, maximum=
 # Shared by all workers through Redis (channels_app/ratelimit.py, channels_app/breaker.py).
 DELIVERY_RATE_LIMIT_ENABLED = env.boolean("DELIVERY_RATE_LIMIT_ENABLED", True)
 # A rate-limit slot up to this far ahead is reserved and waited for in the task; a
-# delivery whose slot is further off goes back to the queue until then.
-DELIVERY_RATE_INLINE_WAIT_SECONDS = env.number("DELIVERY_RATE_INLINE_WAIT_SECONDS", 1.0)
+# delivery whose slot is further off waits in the database until then.
+# Two seconds, longer than the dispatcher's tick: deliveries waiting for a slot are
+# published again by the tick, and with slots reserved this far ahead a tick that comes
+# a little late (its worker busy) leaves no second of the limit unused (at 1 s, Telegram's
+# 29/s came to 28.0/s; docs/benchmarks.md, scenario 6).
+DELIVERY_RATE_INLINE_WAIT_SECONDS = env.number("DELIVERY_RATE_INLINE_WAIT_SECONDS", 2.0)
 BREAKER_FAILURE_THRESHOLD = env.integer("BREAKER_FAILURE_THRESHOLD", 5, minimum=1, maximum=1000)
 BREAKER_OPEN_SECONDS = env.number("BREAKER_OPEN_SECONDS", 30.0, minimum=0.5)
 # Backpressure: the broker holds only what can be sent now. A channel's queue takes at
