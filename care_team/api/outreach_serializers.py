@@ -4,6 +4,7 @@ the patient's follow-up switch."""
 from datetime import timedelta
 
 from django.utils import timezone
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from outreach.models import CheckIn, CheckInPlan, FollowUp
@@ -17,6 +18,17 @@ class StrictBooleanField(serializers.BooleanField):
         if not isinstance(data, bool):
             raise serializers.ValidationError("Must be true or false.")
         return data
+
+
+@extend_schema_field(
+    {"type": "string", "pattern": r"^([01]\d|2[0-3]):[0-5]\d(:[0-5]\d)?$", "example": "08:30"}
+)
+class LocalTimeField(serializers.TimeField):
+    """A wall-clock time in the patient's own zone: no UTC offset, so not OpenAPI's
+    `time` format (which requires one)."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(format="%H:%M", **kwargs)
 
 
 class FollowUpSerializer(serializers.ModelSerializer):
@@ -65,9 +77,7 @@ class CheckInPlanSerializer(serializers.ModelSerializer):
     (only the name leaves) and stored as coordinates; none found is a 400."""
 
     enabled = StrictBooleanField(required=False)
-    local_time = serializers.TimeField(
-        required=False, format="%H:%M", help_text="Preferred local time, e.g. 08:30."
-    )
+    local_time = LocalTimeField(required=False, help_text="Preferred local time, e.g. 08:30.")
     next_at = serializers.DateTimeField(read_only=True)
     stopped_reason = serializers.CharField(read_only=True)
 
