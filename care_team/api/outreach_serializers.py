@@ -78,7 +78,7 @@ class CheckInPlanSerializer(serializers.ModelSerializer):
 
     enabled = StrictBooleanField(required=False)
     local_time = LocalTimeField(required=False, help_text="Preferred local time, e.g. 08:30.")
-    next_at = serializers.DateTimeField(read_only=True)
+    next_at = serializers.DateTimeField(read_only=True, allow_null=True)
     stopped_reason = serializers.CharField(read_only=True)
 
     class Meta:
