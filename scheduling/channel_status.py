@@ -9,8 +9,8 @@ from django.db.models import Count, Q
 from redis.exceptions import RedisError
 
 from channels_app.breaker import breaker_display_state, breaker_states
-from channels_app.shared_state import redis_client
 from scheduling.models import Delivery, DeliveryStatus
+from scheduling.queueing import queue_length
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ def channel_statuses() -> list[ChannelStatus]:
     channels = list(settings.DELIVERY_QUEUES)
     try:
         breakers = breaker_states(channels)
-        depths = {c: redis_client().llen(settings.DELIVERY_QUEUES[c]) for c in channels}
+        depths = {c: queue_length(settings.DELIVERY_QUEUES[c]) for c in channels}
     except RedisError:
         breakers, depths = {c: {"state": "unknown (Redis down)"} for c in channels}, {}
     counts = {

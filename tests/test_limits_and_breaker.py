@@ -419,3 +419,11 @@ def test_a_sent_delivery_is_not_retried(demo_client, fake_telegram, make_patient
     )
     assert "0 deliveries queued again, 1 skipped" in response.content.decode()
     assert len(fake_telegram.sent()) == 1
+
+
+def test_the_status_page_counts_every_priority_list_of_a_queue(db, broker):
+    from scheduling.channel_status import channel_statuses
+
+    enqueue_deliveries([(1, "telegram", 1), (2, "telegram", 3), (3, "telegram", 5)])
+    [telegram] = [s for s in channel_statuses() if s.channel == "telegram"]
+    assert telegram.queue_depth == 3  # three tasks, on three priority lists
