@@ -1,6 +1,7 @@
 """All configuration, read from the environment (see companion/env.py and README)."""
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -30,7 +31,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_celery_beat",
     "rest_framework",
-    "rest_framework.authtoken",
+    "knox",
     "django_filters",
     "drf_spectacular",
     "auditlog",
@@ -410,7 +411,7 @@ INBOUND_KEEP_DAYS = env.integer("INBOUND_KEEP_DAYS", 7, minimum=1)
 REST_FRAMEWORK = {
     # Token first: an unauthenticated request gets 401 with `WWW-Authenticate: Token`.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "knox.auth.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -419,10 +420,15 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "care_team.api.framework.exception_handler",
 }
+# API tokens are kept hashed (django-rest-knox) and expire; `create_provider --new-token`
+# issues one, `--rotate` replaces them all (patients/api_tokens.py).
+API_TOKEN_DAYS = env.integer("API_TOKEN_DAYS", 90, minimum=1, maximum=730)
+REST_KNOX = {"AUTH_HEADER_PREFIX": "Token", "TOKEN_TTL": timedelta(days=API_TOKEN_DAYS)}
 SPECTACULAR_SETTINGS = {
     "TITLE": "Companion scheduler API",
     "DESCRIPTION": "Patients, scheduled messages, their deliveries and templates, for care "
-    "teams. Authenticate with `Authorization: Token <key>` (manage.py create_provider).",
+    "teams. Authenticate with `Authorization: Token <key>` (manage.py create_provider "
+    "--new-token).",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     # Separate request and response components, so read-only fields are not asked for.

@@ -7,8 +7,8 @@ from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_slug
 from django.db import transaction
-from rest_framework.authtoken.models import Token
 
+from patients.api_tokens import api_token_issue
 from patients.models import Membership, Organization, Role
 
 CARE_TEAM_GROUP = "Care team"  # the demo login's group too (scheduling/demo.py)
@@ -20,16 +20,23 @@ class Provider:
     user: User
     organization: Organization
     role: str
-    token: str
+    token: str | None  # only when one was asked for: the database keeps no copy
     created: bool  # the user is new
 
 
 @transaction.atomic
 def provider_create(
-    *, organization_slug: str, username: str, admin: bool = False, password: str | None = None
+    *,
+    organization_slug: str,
+    username: str,
+    admin: bool = False,
+    password: str | None = None,
+    new_token: bool = False,
+    revoke_other_tokens: bool = False,
 ) -> Provider:
-    """The organization (named after its slug if new), a staff user, their membership and
-    their API token. Running it again changes nothing and returns the same token, except
+    """The organization (named after its slug if new), a staff user and their membership;
+    with `new_token`, a new API token, shown only now (with `revoke_other_tokens`, their
+    earlier ones stop working: a rotation). Running it again changes nothing else, except
     that `admin` promotes an existing staff member (it never demotes: that is an
     operator's decision, in the admin). With `password` (checked by Django's password
     validators) the user can log in to the admin and the web UI; without, a new user's
@@ -61,8 +68,8 @@ def provider_create(
     if admin and membership.role != Role.ADMIN:
         membership.role = Role.ADMIN
         membership.save(update_fields=["role"])
-    token, _ = Token.objects.get_or_create(user=user)
-    return Provider(user, organization, membership.role, token.key, created)
+    token = api_token_issue(user, revoke_others=revoke_other_tokens) if new_token else None
+    return Provider(user, organization, membership.role, token, created)
 
 
 def _care_team_group() -> Group:

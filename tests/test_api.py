@@ -13,10 +13,13 @@ from zoneinfo import ZoneInfo
 import pytest
 from auditlog.models import LogEntry
 from django.core.management import CommandError, call_command
+from django.db import connection
 from django.utils import timezone
+from knox.models import AuthToken
 from rest_framework.test import APIClient
 
 from care_team.api.health import Check, check_beat, run_checks
+from patients.api_tokens import api_token_issue
 from patients.linking import LinkOutcome, link_chat, token_hash
 from patients.models import (
     Channel,
@@ -55,7 +58,9 @@ def token_client(token: str | None) -> APIClient:
 @pytest.fixture
 def provider(organization):
     """An admin of the `organization` fixture's clinic (clinic-a), made as operators do."""
-    return provider_create(organization_slug=organization.slug, username="alice", admin=True)
+    return provider_create(
+        organization_slug=organization.slug, username="alice", admin=True, new_token=True
+    )
 
 
 @pytest.fixture
@@ -65,7 +70,7 @@ def api(provider) -> APIClient:
 
 @pytest.fixture
 def staff_api(organization) -> APIClient:
-    staff = provider_create(organization_slug=organization.slug, username="bob")
+    staff = provider_create(organization_slug=organization.slug, username="bob", new_token=True)
     return token_client(staff.token)
 
 
@@ -99,12 +104,11 @@ def test_a_logged_in_session_works_for_the_browsable_api(client, provider):
     assert response.status_code == 200
 
 
-def test_create_provider_prints_a_token_that_authenticates(organization):
+def test_create_provider_prints_a_token_only_when_asked_and_keeps_only_its_hash(organization):
     out, err = io.StringIO(), io.StringIO()
     call_command("create_provider", "north-clinic", "carol", "--admin", stdout=out, stderr=err)
-    token = out.getvalue().strip()
-
-    assert token_client(token).get(f"{API}/patients/").status_code == 200
+    assert out.getvalue() == ""  # no token unless asked for
+    assert "--new-token" in err.getvalue()
     membership = Membership.objects.get(user__username="carol")
     assert (membership.organization.slug, membership.organization.name) == (
         "north-clinic",
@@ -112,11 +116,38 @@ def test_create_provider_prints_a_token_that_authenticates(organization):
     )
     assert membership.role == Role.ADMIN
     assert membership.user.is_staff and not membership.user.has_usable_password()
-    again = io.StringIO()
-    call_command("create_provider", "north-clinic", "carol", stdout=again, stderr=io.StringIO())
-    assert again.getvalue().strip() == token
+
+    call_command("create_provider", "north-clinic", "carol", "--new-token", stdout=out, stderr=err)
+    token = out.getvalue().strip()
+    assert token_client(token).get(f"{API}/patients/").status_code == 200
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT * FROM knox_authtoken")
+        stored = repr(cursor.fetchall())
+    assert token not in stored and token[15:] not in stored  # only a digest and a short key
     membership.refresh_from_db()
     assert membership.role == Role.ADMIN  # re-running without --admin does not demote
+
+
+def test_api_tokens_expire_and_rotate(organization, settings):
+    first = provider_create(organization_slug="north-clinic", username="dana", new_token=True)
+    second = provider_create(organization_slug="north-clinic", username="dana", new_token=True)
+    assert token_client(first.token).get(f"{API}/patients/").status_code == 200
+    assert token_client(second.token).get(f"{API}/patients/").status_code == 200
+
+    rotated = io.StringIO()
+    quiet = {"stdout": rotated, "stderr": io.StringIO()}
+    call_command("create_provider", "north-clinic", "dana", "--rotate", **quiet)
+    assert token_client(first.token).get(f"{API}/patients/").status_code == 401
+    assert token_client(second.token).get(f"{API}/patients/").status_code == 401
+    fresh = rotated.getvalue().strip()
+    assert token_client(fresh).get(f"{API}/patients/").status_code == 200
+
+    token = AuthToken.objects.get(user=first.user)
+    assert token.expiry - timezone.now() > timedelta(days=settings.API_TOKEN_DAYS - 1)
+    AuthToken.objects.filter(pk=token.pk).update(expiry=timezone.now() - timedelta(seconds=1))
+    expired = token_client(fresh).get(f"{API}/patients/")
+    assert expired.status_code == 401
+    assert not AuthToken.objects.filter(user=first.user).exists()  # removed when used
 
 
 def test_create_provider_refuses_a_bad_slug(db):
@@ -926,10 +957,9 @@ def test_deleting_a_patient_deactivates_them_and_only_admins_may(api, staff_api,
 
 def test_a_user_without_membership_reads_nothing_and_writes_nothing(db, patient):
     from django.contrib.auth.models import User
-    from rest_framework.authtoken.models import Token
 
     lonely = User.objects.create_user("lonely")
-    api = token_client(Token.objects.create(user=lonely).key)
+    api = token_client(api_token_issue(lonely))
     assert api.get(f"{API}/patients/").json()["count"] == 0
     assert api.post(f"{API}/patients/", {"name": "I"}, format="json").status_code == 403
 
@@ -946,10 +976,9 @@ def test_changes_through_the_api_name_the_token_user_in_the_trail(api, provider,
 
 def test_a_superuser_sees_every_organization(db, patient):
     from django.contrib.auth.models import User
-    from rest_framework.authtoken.models import Token
 
     root = User.objects.create_superuser("root", password=None)
-    api = token_client(Token.objects.create(user=root).key)
+    api = token_client(api_token_issue(root))
     assert [p["id"] for p in api.get(f"{API}/patients/").json()["results"]] == [patient.pk]
     missing = api.post(f"{API}/patients/", {"name": "J"}, format="json")
     assert missing.status_code == 400 and "organization" in missing.json()

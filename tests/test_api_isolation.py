@@ -18,7 +18,9 @@ def clinics(make_patient, organization):
     and a message each; A's message also has a failed delivery."""
     found = {}
     for label, slug in (("a", organization.slug), ("b", "clinic-b")):
-        provider = provider_create(organization_slug=slug, username=f"p-{label}", admin=True)
+        provider = provider_create(
+            organization_slug=slug, username=f"p-{label}", admin=True, new_token=True
+        )
         patient = make_patient(org=provider.organization)
         message = message_schedule(
             patient=patient,

@@ -45,7 +45,9 @@ def requests_keep_the_test_transaction(db):
 @pytest.fixture
 def world(organization, make_patient, fake_telegram):
     """A provider, a patient, messages with a sent delivery, a template: real targets."""
-    provider = provider_create(organization_slug=organization.slug, username="fuzz", admin=True)
+    provider = provider_create(
+        organization_slug=organization.slug, username="fuzz", admin=True, new_token=True
+    )
     patient = make_patient()
     message_schedule(patient=patient, content="due", starts_at=ago(1))
     dispatch_due()

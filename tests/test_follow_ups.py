@@ -222,7 +222,9 @@ def test_a_care_team_cannot_follow_up_with_a_patient_who_opted_out_of_them(make_
 
 @pytest.fixture
 def api(organization) -> APIClient:
-    provider = provider_create(organization_slug=organization.slug, username="fu-alice")
+    provider = provider_create(
+        organization_slug=organization.slug, username="fu-alice", new_token=True
+    )
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {provider.token}")
     return client
