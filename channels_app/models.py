@@ -1,5 +1,6 @@
 from django.db import models
 
+from patients.fields import EncryptedTextField
 from patients.models import Channel, Patient
 
 
@@ -25,7 +26,7 @@ class InboxMessage(models.Model):
 
     patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="inbox")
     delivery_id = models.BigIntegerField(null=True, blank=True, unique=True)
-    body = models.TextField()
+    body = EncryptedTextField()  # encrypted at rest (patients/encryption.py)
     format = models.CharField(max_length=8, default="text")
     created_at = models.DateTimeField(auto_now_add=True)
     read_at = models.DateTimeField(null=True, blank=True)

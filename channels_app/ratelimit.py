@@ -25,6 +25,7 @@ from redis.exceptions import RedisError
 
 from channels_app.base import TransientError
 from channels_app.shared_state import redis_client
+from patients.encryption import blind_index
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +77,10 @@ return answer
 """
 
 
+def recipient_key(channel: str, recipient: str) -> str:
+    return f"ratelimit:{channel}:{blind_index(channel, recipient)[:32]}"
+
+
 @dataclass(frozen=True)
 class Reservation:
     reserved: bool  # True: a send may go after `wait`; False: nothing was taken
@@ -115,7 +120,8 @@ def reserve_slots(
         return [Reservation(True, 0.0) for _ in recipients]
     if not recipients:
         return []
-    keys = [f"ratelimit:{channel}", *(f"ratelimit:{channel}:{r}" for r in recipients)]
+    # A recipient's key names their blind index, never the chat id or phone number.
+    keys = [f"ratelimit:{channel}", *(recipient_key(channel, r) for r in recipients)]
     answer = redis_client().eval(
         _RESERVE,
         len(keys),

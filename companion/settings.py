@@ -1,5 +1,7 @@
 """All configuration, read from the environment (see companion/env.py and README)."""
 
+import base64
+import hashlib
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -19,6 +21,23 @@ if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off")
     SECRET_KEY = "insecure-development-key-only-used-with-DJANGO_DEBUG"  # noqa: S105
+# Encryption at rest (patients/encryption.py, docs/security.md): Fernet keys, newest first,
+# and the key of the blind index that finds an address without decrypting. With DEBUG
+# on and none given, development keys derived from SECRET_KEY.
+FIELD_ENCRYPTION_KEYS = env.words("FIELD_ENCRYPTION_KEYS", [])
+BLIND_INDEX_KEY = env.string("BLIND_INDEX_KEY")
+# Off only to measure what encryption costs (make bench); rows already encrypted stay
+# readable either way.
+FIELD_ENCRYPTION_ENABLED = env.boolean("FIELD_ENCRYPTION_ENABLED", default=True)
+if not FIELD_ENCRYPTION_KEYS or not BLIND_INDEX_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "FIELD_ENCRYPTION_KEYS and BLIND_INDEX_KEY must be set when DJANGO_DEBUG is off "
+            "(docs/security.md, *Keys*; `manage.py rotate_encryption_key --new-key` makes one)"
+        )
+    _derived = hashlib.sha256(f"field-encryption:{SECRET_KEY}".encode()).digest()
+    FIELD_ENCRYPTION_KEYS = FIELD_ENCRYPTION_KEYS or [base64.urlsafe_b64encode(_derived).decode()]
+    BLIND_INDEX_KEY = BLIND_INDEX_KEY or f"blind-index:{SECRET_KEY}"
 ALLOWED_HOSTS = env.words("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.words("DJANGO_CSRF_TRUSTED_ORIGINS", [])
 

@@ -8,6 +8,8 @@ from django.core.validators import validate_email
 from django.db import models
 from django.db.models import F, Q
 
+from patients.fields import EncryptedJSONField
+
 
 def validate_timezone(value: str) -> None:
     if value not in zoneinfo.available_timezones():
@@ -209,7 +211,7 @@ class InboundUpdate(models.Model):
     external_id = models.CharField(
         max_length=128, help_text="Telegram update_id, WhatsApp message id, Twilio MessageSid."
     )
-    payload = models.JSONField(default=dict, blank=True)
+    payload = EncryptedJSONField(default=dict, blank=True)  # encrypted at rest
     received_at = models.DateTimeField(auto_now_add=True)
     attempts = models.PositiveSmallIntegerField(default=0)
     claimed_until = models.DateTimeField(null=True, blank=True)

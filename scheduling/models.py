@@ -5,6 +5,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
+from patients.fields import EncryptedTextField
 from patients.models import Channel, Contact, Organization, Patient, validate_timezone
 from scheduling.template_syntax import template_parameters
 
@@ -49,7 +50,7 @@ class ScheduledMessage(models.Model):
         default=False,
         help_text="Named by the care team: never moved to another channel (paused instead).",
     )
-    content = models.TextField()
+    content = EncryptedTextField()  # encrypted at rest (patients/encryption.py)
     format = models.CharField(
         max_length=8, choices=ContentFormat.choices, default=ContentFormat.TEXT
     )
@@ -376,6 +377,11 @@ class MessageTemplate(models.Model):
         template_parameters(self.body)  # raises ValidationError naming a bad parameter
 
 
-auditlog.register(ScheduledMessage, exclude_fields=["updated_at", "next_run_at",
-                                                    "next_occurrence_at"])  # fmt: skip
+# The trail records that the content changed and who changed it, never the text.
+auditlog.register(
+    ScheduledMessage,
+    exclude_fields=["updated_at", "next_run_at", "next_occurrence_at"],
+    mask_fields=["content"],
+    mask_callable="patients.encryption.audit_mask",
+)
 auditlog.register(MessageTemplate, exclude_fields=["updated_at"])

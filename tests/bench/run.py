@@ -27,6 +27,8 @@ BENCH_ENV = {
     "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/companion_bench",
     "REDIS_URL": "redis://127.0.0.1:6379/9",
     "DJANGO_SECRET_KEY": "bench",
+    "FIELD_ENCRYPTION_KEYS": "W6sy8GiQoDxek5R122ZuB89-90V7GeSg7eTT2JAjv30=",
+    "BLIND_INDEX_KEY": "bench-blind-index-key",
     "DJANGO_DEBUG": "false",
     "CHANNEL_SANDBOX": "false",
     "TELEGRAM_BOT_TOKEN": "1:BENCH",
