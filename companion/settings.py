@@ -21,6 +21,9 @@ if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off")
     SECRET_KEY = "insecure-development-key-only-used-with-DJANGO_DEBUG"  # noqa: S105
+# Row-level security (patients/tenant_wall.py): the role a care team's requests take.
+TENANT_WALL_ENABLED = env.boolean("TENANT_WALL_ENABLED", default=True)
+TENANT_WALL_ROLE = env.string("TENANT_WALL_ROLE", "companion_tenant")
 # Encryption at rest (patients/encryption.py, docs/security.md): Fernet keys, newest first,
 # and the key of the blind index that finds an address without decrypting. With DEBUG
 # on and none given, development keys derived from SECRET_KEY.
@@ -71,6 +74,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # PostgreSQL row-level security for a signed-in care team (patients/tenant_wall.py).
+    "care_team.tenancy.TenantWallMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     # Records who made each change in the audit trail (django-auditlog).
     "auditlog.middleware.AuditlogMiddleware",

@@ -54,10 +54,11 @@ from care_team.api.serializers import (
 from outreach.follow_ups import follow_up_schedule, set_follow_ups, state_for
 from outreach.models import CheckInPlan
 from outreach.plans import plan_check_ins_for
-from patients.access import scoped
+from patients.access import organization_ids, scoped
 from patients.audit import record_action
 from patients.linking import link_qr_png, link_qr_svg, link_token_create
 from patients.models import Patient
+from patients.tenant_wall import wall_up
 from scheduling.services import message_send_now
 
 
@@ -67,6 +68,12 @@ class ScopedViewSet(AuditActorMixin, viewsets.ModelViewSet):
 
     permission_classes = [MembersWrite]
     pagination_class = Pagination
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        # The token is read only now, after the middleware: the database's wall follows.
+        if request.user.is_authenticated:
+            wall_up(organization_ids(request.user))
 
 
 @extend_schema_view(

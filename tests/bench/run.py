@@ -435,6 +435,49 @@ def provider_limits(sizes: Sizes, log_dir: Path) -> list[Row]:
     ]  # fmt: skip
 
 
+def _delivery_rate(count: int, encrypted: bool, log_dir: Path) -> float:
+    """Scenario 2's path for `count` messages, with encryption at rest on or off."""
+    from django.conf import settings
+
+    from tests.fakes.telegram_server import FakeTelegram
+
+    reset_state()
+    settings.FIELD_ENCRYPTION_ENABLED = encrypted  # the messages made here, as the workers
+    create_due_messages(count, due_in=5)
+    fake = FakeTelegram(keep_alive=True).start()
+    env = {
+        "TELEGRAM_API_BASE_URL": fake.base_url,
+        "DELIVERY_RATE_LIMIT_ENABLED": "false",
+        "FIELD_ENCRYPTION_ENABLED": str(encrypted).lower(),
+    }
+    processes = Processes(log_dir, env)
+    processes.worker("encryption", "scheduler,deliver.telegram")
+    processes.beat()
+    try:
+        wait_until(lambda: sent_count() >= count, 600, step=0.5)
+    finally:
+        processes.stop()
+        fake.stop()
+        settings.FIELD_ENCRYPTION_ENABLED = True
+    return delivery_figures()["rate"]
+
+
+def encryption_cost(sizes: Sizes, log_dir: Path) -> list[Row]:
+    """12. The delivery path with encryption at rest off and on, in the same run: four
+    runs, off-on-on-off, so that a drift in the machine's speed falls on both sides."""
+    count = sizes.end_to_end // 4
+    rates = {False: [], True: []}
+    for encrypted in (False, True, True, False):
+        rates[encrypted].append(_delivery_rate(count, encrypted, log_dir))
+    off, on = statistics.mean(rates[False]), statistics.mean(rates[True])
+    name = f"12. encryption at rest, {count} due at once, twice each, instant provider"
+    return [
+        Row(name, "deliveries/s, encryption off", off, "/s", "", None),
+        Row(name, "deliveries/s, encryption on", on, "/s", "", None),
+        Row(name, "on / off", on / off, "", ">= 0.90", on / off >= 0.9),
+    ]
+
+
 def accepted_rate_and_429s(calls) -> tuple[float, int]:
     """The fake's accepted sends per second, first to last, and its 429 answers."""
     accepted = sorted(c.at for c in calls if c.status == 200)
@@ -847,7 +890,8 @@ def main() -> None:
              "8": lambda: naive_peer(sizes, log_dir),
              "9": lambda: broadcast_rate(sizes, log_dir),
              "10": lambda: check_in_selection(sizes),
-             "11": lambda: check_in_writing(sizes, log_dir)}  # fmt: skip
+             "11": lambda: check_in_writing(sizes, log_dir),
+             "12": lambda: encryption_cost(sizes, log_dir)}  # fmt: skip
     chosen = [n for n in steps if not only or n in only]
     for number in chosen:
         began = time.monotonic()
