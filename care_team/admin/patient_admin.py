@@ -37,12 +37,27 @@ class OrganizationAdmin(OrganizationScopedAdmin):
 
 @admin.register(Membership)
 class MembershipAdmin(OrganizationScopedAdmin):
+    """Memberships are the operators' to manage, as in the API (which has none): a member
+    who could would promote themselves, add anyone to their clinic, or read usernames."""
+
     list_display = ["user", "organization", "role", "created_at"]
     list_filter = ["role", ORGANIZATION_FILTER]
     raw_id_fields = ["user"]
 
     def has_module_permission(self, request) -> bool:
-        return user_sees_everything(request)  # memberships are the operators' to manage
+        return user_sees_everything(request)
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        return user_sees_everything(request)
+
+    def has_add_permission(self, request) -> bool:
+        return user_sees_everything(request)
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return user_sees_everything(request)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return user_sees_everything(request)
 
 
 class ContactInline(admin.TabularInline):

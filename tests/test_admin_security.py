@@ -1,0 +1,197 @@
+"""The admin's access rules (docs/security.md, items 1, 2, 4 and 14): lookups never name
+another clinic's objects, global templates are the operators', roles decide who manages
+memberships and who deletes, and a page never renders an unbounded list of rows."""
+
+from types import SimpleNamespace
+
+import pytest
+from django.contrib import admin
+from django.contrib.auth.models import Group, Permission, User
+from django.forms import ModelChoiceField
+from django.test import RequestFactory
+from django.urls import reverse
+from django.utils import timezone
+
+from patients.models import Contact, Membership, Organization, Patient, Role
+from patients.provisioning import provider_create
+from scheduling.models import (
+    Delivery,
+    ScheduledMessage,
+)
+from scheduling.services import message_schedule
+from tests.conftest import from_now
+from tests.test_admin_and_pages import admin_add_form
+
+STRANGER = "Zelda Elsewhere"
+
+
+@pytest.fixture
+def clinics(organization, make_patient):
+    """Our clinic (the `organization` fixture) with a staff member, an admin and a patient;
+    another clinic with a patient and a message we must never see."""
+    elsewhere = Organization.objects.create(name="Clinic Elsewhere", slug="clinic-elsewhere")
+    stranger = make_patient(org=elsewhere)
+    stranger.name = STRANGER
+    stranger.save()
+    ours = make_patient()
+    ours.name = "Olive Ours"
+    ours.save()
+    staff = provider_create(organization_slug=organization.slug, username="sam-staff")
+    head = provider_create(organization_slug=organization.slug, username="ada-admin", admin=True)
+    return SimpleNamespace(
+        ours=organization,
+        elsewhere=elsewhere,
+        patient=ours,
+        stranger=stranger,
+        stranger_message=message_schedule(
+            patient=stranger, content="theirs", starts_at=from_now(600)
+        ),
+        staff=staff.user,
+        head=head.user,
+    )
+
+
+def logged_in(client, user):
+    client.force_login(user)
+    return client
+
+
+# --- 1. Raw-id and autocomplete lookups -------------------------------------------------
+
+
+@pytest.mark.parametrize("model", ["scheduling/scheduledmessage", "patients/contact"])
+def test_a_raw_id_lookup_names_only_the_users_own_patients(client, clinics, model):
+    url = f"/admin/{model}/add/"
+    as_staff = logged_in(client, clinics.staff)
+
+    theirs = as_staff.get(url, {"patient": clinics.stranger.pk})
+    ours = as_staff.get(url, {"patient": clinics.patient.pk})
+
+    assert theirs.status_code == 200
+    assert STRANGER not in theirs.content.decode()
+    assert "Olive Ours" in ours.content.decode()  # the label itself still works
+
+
+def test_a_message_posted_for_another_clinics_patient_is_refused_without_naming_them(
+    client, clinics
+):
+    response = logged_in(client, clinics.staff).post(
+        reverse("admin:scheduling_scheduledmessage_add"), admin_add_form(clinics.stranger)
+    )
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert "Select a valid choice" in page
+    assert STRANGER not in page
+    assert clinics.stranger.scheduled_messages.count() == 1
+
+
+def test_a_contact_posted_for_another_clinics_patient_is_refused_without_naming_them(
+    client, clinics
+):
+    response = logged_in(client, clinics.staff).post(
+        reverse("admin:patients_contact_add"),
+        {
+            "patient": clinics.stranger.pk,
+            "channel": "telegram",
+            "address": "424242",
+            "blocked_reason": "",
+        },
+    )
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert "Select a valid choice" in page
+    assert STRANGER not in page
+    assert not Contact.objects.filter(address="424242").exists()
+
+
+def test_no_admin_form_field_names_another_clinics_object(clinics):
+    """Every foreign key of every admin form and inline a care-team user can open, shown
+    with another clinic's object as its value (as ?field=<id> or a refused POST does)."""
+    group = Group.objects.create(name="everything a clinic may be given")
+    group.permissions.set(
+        Permission.objects.filter(
+            content_type__app_label__in=["patients", "scheduling", "channels_app", "outreach"]
+        )
+    )
+    clinics.staff.groups.add(group)
+    request = RequestFactory().get("/admin/")
+    request.user = User.objects.get(pk=clinics.staff.pk)  # no cached permissions
+    now = timezone.now()
+    their_delivery = Delivery.objects.create(
+        message=clinics.stranger_message,
+        occurrence_at=now,
+        channel="telegram",
+        next_attempt_at=now,
+        expires_at=now,
+    )
+    theirs = {
+        Delivery: their_delivery,
+        Patient: clinics.stranger,
+        Organization: clinics.elsewhere,
+        ScheduledMessage: clinics.stranger_message,
+        Contact: clinics.stranger.contacts.get(),
+    }
+    checked = []
+    for model_admin in admin.site._registry.values():
+        if not (
+            model_admin.has_view_or_change_permission(request)
+            or model_admin.has_add_permission(request)
+        ):
+            continue
+        forms = [model_admin.get_form(request)]
+        forms += [
+            inline.get_formset(request).form for inline in model_admin.get_inline_instances(request)
+        ]
+        for form_class in forms:
+            for name, field in form_class.base_fields.items():
+                if not isinstance(field, ModelChoiceField):
+                    continue
+                target = theirs.get(field.queryset.model)
+                assert target is not None, f"{form_class.__name__}.{name}: add a case"
+                shown = str(form_class(initial={name: target.pk})[name])
+                assert str(target) not in shown, f"{form_class.__name__}.{name}"
+                checked.append(f"{form_class._meta.model.__name__}.{name}")
+    assert {"ScheduledMessage.patient", "Contact.patient", "MessageTemplate.organization"} <= set(
+        checked
+    )
+
+
+def test_autocomplete_offers_only_the_users_own_patients(client, clinics):
+    response = logged_in(client, clinics.staff).get(
+        "/admin/autocomplete/",
+        {"app_label": "scheduling", "model_name": "scheduledmessage", "field_name": "patient"},
+    )
+    assert response.status_code == 200
+    assert [row["text"] for row in response.json()["results"]] == ["Olive Ours"]
+
+
+# --- 4. Roles: memberships, deleting, deactivating --------------------------------------
+
+
+@pytest.mark.parametrize("who", ["staff", "head"])
+def test_memberships_are_for_operators_only(client, clinics, who):
+    user = getattr(clinics, who)
+    mine = Membership.objects.get(user=user)
+    outsider = User.objects.create_user("outsider-with-a-telling-name", is_staff=True)
+    as_member = logged_in(client, user)
+
+    listing = as_member.get(reverse("admin:patients_membership_changelist"))
+    lookup = as_member.get(reverse("admin:patients_membership_add"), {"user": outsider.pk})
+    added = as_member.post(
+        reverse("admin:patients_membership_add"),
+        {"user": outsider.pk, "organization": clinics.ours.pk, "role": "admin"},
+    )
+    promoted = as_member.post(
+        reverse("admin:patients_membership_change", args=[mine.pk]),
+        {"user": user.pk, "organization": clinics.ours.pk, "role": "admin"},
+    )
+
+    assert [r.status_code for r in (listing, lookup, added, promoted)] == [403] * 4
+    assert "outsider-with-a-telling-name" not in lookup.content.decode()
+    assert not Membership.objects.filter(user=outsider).exists()
+    mine.refresh_from_db()
+    assert mine.role == (Role.ADMIN if who == "head" else Role.STAFF)
+
+
+def test_an_operator_manages_memberships(admin_client, clinics):
+    assert admin_client.get(reverse("admin:patients_membership_changelist")).status_code == 200
