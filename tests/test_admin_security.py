@@ -16,11 +16,13 @@ from patients.models import Contact, Membership, Organization, Patient, Role
 from patients.provisioning import provider_create
 from scheduling.models import (
     Delivery,
+    MessageTemplate,
     ScheduledMessage,
 )
 from scheduling.services import message_schedule
 from tests.conftest import from_now
 from tests.test_admin_and_pages import admin_add_form
+from tests.test_api import API, token_client
 
 STRANGER = "Zelda Elsewhere"
 
@@ -163,6 +165,99 @@ def test_autocomplete_offers_only_the_users_own_patients(client, clinics):
     )
     assert response.status_code == 200
     assert [row["text"] for row in response.json()["results"]] == ["Olive Ours"]
+
+
+# --- 2. Global templates ----------------------------------------------------------------
+
+
+def template_form(organization, **overrides) -> dict:
+    data = {
+        "organization": organization.pk if organization else "",
+        "key": "check_in",
+        "language": "en",
+        "body": "Hello {name}, everyone",
+        "format": "text",
+    }
+    return {**data, **overrides}
+
+
+@pytest.mark.parametrize("who", ["staff", "head"])
+def test_a_member_cannot_make_a_global_template_in_the_admin(client, clinics, who):
+    response = logged_in(client, getattr(clinics, who)).post(
+        reverse("admin:scheduling_messagetemplate_add"), template_form(None)
+    )
+    assert response.status_code == 200
+    assert "This field is required" in response.content.decode()
+    assert not MessageTemplate.objects.filter(organization__isnull=True).exists()
+
+
+def test_a_member_writes_templates_of_their_own_clinic_only(client, clinics):
+    as_staff = logged_in(client, clinics.staff)
+    url = reverse("admin:scheduling_messagetemplate_add")
+    assert as_staff.post(url, template_form(clinics.elsewhere)).status_code == 200
+    assert as_staff.post(url, template_form(clinics.ours)).status_code == 302
+    assert MessageTemplate.objects.get().organization == clinics.ours
+
+
+def test_global_templates_are_read_only_for_members_in_the_admin(client, clinics):
+    global_row = MessageTemplate.objects.create(key="check_in", language="en", body="Hi {name}")
+    as_head = logged_in(client, clinics.head)
+    change = reverse("admin:scheduling_messagetemplate_change", args=[global_row.pk])
+    delete = reverse("admin:scheduling_messagetemplate_delete", args=[global_row.pk])
+
+    page = as_head.get(change)
+    posted = as_head.post(change, template_form(None, body="Rewritten for every clinic"))
+    deleted = as_head.post(delete, {"post": "yes"})
+
+    assert page.status_code == 200 and "Hi {name}" in page.content.decode()
+    assert 'name="_save"' not in page.content.decode()  # shown, not editable
+    assert (posted.status_code, deleted.status_code) == (403, 403)
+    global_row.refresh_from_db()
+    assert global_row.body == "Hi {name}"
+
+
+def test_a_members_template_never_moves_and_keeps_one_key_per_clinic(client, clinics):
+    Membership.objects.create(user=clinics.staff, organization=clinics.elsewhere)
+    taken = MessageTemplate.objects.create(
+        organization=clinics.ours, key="taken", language="en", body="Hi"
+    )
+    mine = MessageTemplate.objects.create(
+        organization=clinics.ours, key="mine", language="en", body="Hi"
+    )
+    as_staff = logged_in(client, clinics.staff)
+    url = reverse("admin:scheduling_messagetemplate_change", args=[mine.pk])
+
+    moved = as_staff.post(url, template_form(clinics.elsewhere, key="mine"))
+    clash = as_staff.post(url, template_form(clinics.ours, key=taken.key))
+
+    assert moved.status_code == 302
+    mine.refresh_from_db()
+    assert mine.organization == clinics.ours  # as in the API, a template never moves
+    assert clash.status_code == 200 and "already exists" in clash.content.decode()
+
+
+def test_an_operator_writes_global_templates_in_the_admin(admin_client, db):
+    response = admin_client.post(
+        reverse("admin:scheduling_messagetemplate_add"), template_form(None)
+    )
+    assert response.status_code == 302
+    assert MessageTemplate.objects.get().organization is None
+
+
+def test_the_api_never_makes_or_changes_a_global_template_for_a_member(clinics):
+    global_row = MessageTemplate.objects.create(key="check_in", language="en", body="Hi {name}")
+    api = token_client(
+        provider_create(organization_slug=clinics.ours.slug, username="ada-admin").token
+    )
+    created = api.post(
+        f"{API}/templates/",
+        {"organization": None, "key": "follow_up", "language": "en", "body": "Hi"},
+        format="json",
+    )
+    changed = api.patch(f"{API}/templates/{global_row.pk}/", {"body": "Yo"}, format="json")
+    assert created.status_code == 201 and created.json()["organization"] == "clinic-a"
+    assert changed.status_code == 403
+    assert list(MessageTemplate.objects.filter(organization__isnull=True)) == [global_row]
 
 
 # --- 4. Roles: memberships, deleting, deactivating --------------------------------------

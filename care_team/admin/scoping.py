@@ -52,8 +52,14 @@ class ScopedForeignKeys:
 
 
 class OrganizationScopedAdmin(ScopedForeignKeys, admin.ModelAdmin):
+    global_rows_visible = False  # rows without organization, which every clinic reads
+
     def get_queryset(self, request):
-        return scoped(super().get_queryset(request), request.user)
+        rows = super().get_queryset(request)
+        visible = scoped(rows, request.user)
+        if self.global_rows_visible:
+            visible |= rows.filter(organization__isnull=True)
+        return visible
 
 
 def user_sees_everything(request) -> bool:
