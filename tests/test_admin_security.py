@@ -2,6 +2,7 @@
 another clinic's objects, global templates are the operators', roles decide who manages
 memberships and who deletes, and a page never renders an unbounded list of rows."""
 
+import re
 from types import SimpleNamespace
 
 import pytest
@@ -16,6 +17,7 @@ from patients.models import Contact, Membership, Organization, Patient, Role
 from patients.provisioning import provider_create
 from scheduling.models import (
     Delivery,
+    MessageStatus,
     MessageTemplate,
     ScheduledMessage,
 )
@@ -290,3 +292,95 @@ def test_memberships_are_for_operators_only(client, clinics, who):
 
 def test_an_operator_manages_memberships(admin_client, clinics):
     assert admin_client.get(reverse("admin:patients_membership_changelist")).status_code == 200
+
+
+def delete_urls(clinics) -> dict:
+    template = MessageTemplate.objects.create(
+        organization=clinics.ours, key="check_in", language="en", body="Hi {name}"
+    )
+    targets = {
+        "patient": clinics.patient,
+        "contact": clinics.patient.contacts.get(),
+        "messagetemplate": template,
+    }
+    app = {"patient": "patients", "contact": "patients", "messagetemplate": "scheduling"}
+    return {
+        target: reverse(f"admin:{app[name]}_{name}_delete", args=[target.pk])
+        for name, target in targets.items()
+    }
+
+
+def test_staff_cannot_delete_patients_contacts_or_templates(client, clinics):
+    as_staff = logged_in(client, clinics.staff)
+    for target, url in delete_urls(clinics).items():
+        assert as_staff.get(url).status_code == 403, url
+        assert as_staff.post(url, {"post": "yes"}).status_code == 403, url
+        assert type(target).objects.filter(pk=target.pk).exists()
+
+
+def test_a_clinic_admin_may_delete_them(client, clinics):
+    as_head = logged_in(client, clinics.head)
+    for target, url in reversed(delete_urls(clinics).items()):  # the patient last
+        assert as_head.post(url, {"post": "yes"}).status_code == 302, url
+        assert not type(target).objects.filter(pk=target.pk).exists()
+
+
+def test_staff_see_no_delete_box_for_contacts_on_a_patients_page(client, clinics):
+    url = reverse("admin:patients_patient_change", args=[clinics.patient.pk])
+    assert "contacts-0-DELETE" not in logged_in(client, clinics.staff).get(url).content.decode()
+    assert "contacts-0-DELETE" in logged_in(client, clinics.head).get(url).content.decode()
+
+
+def patient_actions(client) -> list[str]:
+    page = client.get(reverse("admin:patients_patient_changelist")).content.decode()
+    return re.findall(
+        r'<option value="(\w+)"', page.split('name="action"')[1].split("</select>")[0]
+    )
+
+
+def test_patients_are_deactivated_by_clinic_admins_not_deleted_in_bulk(client, clinics):
+    message = message_schedule(patient=clinics.patient, content="x", starts_at=from_now(600))
+    as_head = logged_in(client, clinics.head)
+    assert "delete_selected" not in patient_actions(as_head)
+
+    response = as_head.post(
+        reverse("admin:patients_patient_changelist"),
+        {"action": "deactivate_patients", "_selected_action": [clinics.patient.pk]},
+    )
+
+    assert response.status_code == 302
+    clinics.patient.refresh_from_db()
+    message.refresh_from_db()
+    assert clinics.patient.opted_out_at is not None
+    assert message.status == MessageStatus.CANCELLED
+    assert f"by user {clinics.head.pk}" in message.status_reason
+
+
+def test_deactivating_leaves_the_patients_of_clinics_where_the_user_is_staff(client, clinics):
+    Membership.objects.create(user=clinics.head, organization=clinics.elsewhere)
+    response = logged_in(client, clinics.head).post(
+        reverse("admin:patients_patient_changelist"),
+        {
+            "action": "deactivate_patients",
+            "_selected_action": [clinics.patient.pk, clinics.stranger.pk],
+        },
+        follow=True,
+    )
+    clinics.patient.refresh_from_db()
+    clinics.stranger.refresh_from_db()
+    assert clinics.patient.opted_out_at is not None
+    assert clinics.stranger.opted_out_at is None
+    assert "1 patient(s) left as they were" in response.content.decode()
+
+
+def test_staff_can_neither_deactivate_nor_bulk_delete_patients(client, clinics):
+    as_staff = logged_in(client, clinics.staff)
+    offered = patient_actions(as_staff)
+    for action in ("deactivate_patients", "delete_selected"):
+        assert action not in offered
+        as_staff.post(
+            reverse("admin:patients_patient_changelist"),
+            {"action": action, "_selected_action": [clinics.patient.pk], "post": "yes"},
+        )
+    clinics.patient.refresh_from_db()
+    assert clinics.patient.opted_out_at is None
