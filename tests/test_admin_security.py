@@ -3,6 +3,7 @@ another clinic's objects, global templates are the operators', roles decide who 
 memberships and who deletes, and a page never renders an unbounded list of rows."""
 
 import re
+from datetime import timedelta
 from types import SimpleNamespace
 
 import pytest
@@ -13,10 +14,12 @@ from django.test import RequestFactory
 from django.urls import reverse
 from django.utils import timezone
 
-from patients.models import Contact, Membership, Organization, Patient, Role
+from patients.models import Channel, Contact, Membership, Organization, Patient, Role
 from patients.provisioning import provider_create
 from scheduling.models import (
     Delivery,
+    DeliveryAttempt,
+    DeliveryStatus,
     MessageStatus,
     MessageTemplate,
     ScheduledMessage,
@@ -384,3 +387,92 @@ def test_staff_can_neither_deactivate_nor_bulk_delete_patients(client, clinics):
         )
     clinics.patient.refresh_from_db()
     assert clinics.patient.opted_out_at is None
+
+
+# --- 14. Bounded inlines ----------------------------------------------------------------
+
+
+def initial_forms(page: str, prefix: str) -> int:
+    return int(re.search(rf'name="{prefix}-INITIAL_FORMS" value="(\d+)"', page).group(1))
+
+
+def test_a_messages_page_shows_its_latest_deliveries_and_links_to_all(client, clinics):
+    message = message_schedule(patient=clinics.patient, content="x", starts_at=from_now(600))
+    start = timezone.now() - timedelta(days=60)
+    Delivery.objects.bulk_create(
+        Delivery(
+            message=message,
+            occurrence_at=start + timedelta(days=day),
+            channel="telegram",
+            status=DeliveryStatus.SENT,
+            next_attempt_at=start,
+            expires_at=start,
+        )
+        for day in range(60)
+    )
+    newest, oldest = (
+        message.deliveries.order_by("-occurrence_at")[0],
+        message.deliveries.earliest("occurrence_at"),
+    )
+    as_staff = logged_in(client, clinics.staff)
+
+    page = as_staff.get(reverse("admin:scheduling_scheduledmessage_change", args=[message.pk]))
+
+    shown = page.content.decode()
+    everything = (
+        f"{reverse('admin:scheduling_delivery_changelist')}?message__id__exact={message.pk}"
+    )
+    assert initial_forms(shown, "deliveries") == 20
+    assert f'<a href="{everything}">All 60 deliveries</a>' in shown
+    assert reverse("admin:scheduling_delivery_change", args=[newest.pk]) in shown
+    assert reverse("admin:scheduling_delivery_change", args=[oldest.pk]) not in shown
+    listed = as_staff.get(everything)
+    assert listed.status_code == 200 and "60 deliveries" in listed.content.decode()
+
+
+def test_a_deliverys_page_shows_its_latest_attempts_and_links_to_all(client, clinics):
+    message = message_schedule(patient=clinics.patient, content="x", starts_at=from_now(600))
+    now = timezone.now()
+    delivery = Delivery.objects.create(
+        message=message, occurrence_at=now, channel="telegram", next_attempt_at=now, expires_at=now
+    )
+    DeliveryAttempt.objects.bulk_create(
+        DeliveryAttempt(
+            delivery=delivery,
+            number=n,
+            started_at=now,
+            outcome="transient",
+            error_code=f"code-{n:02}",
+        )
+        for n in range(1, 31)
+    )
+    as_staff = logged_in(client, clinics.staff)
+
+    page = as_staff.get(reverse("admin:scheduling_delivery_change", args=[delivery.pk]))
+
+    shown = page.content.decode()
+    everything = (
+        f"{reverse('admin:scheduling_deliveryattempt_changelist')}"
+        f"?delivery__id__exact={delivery.pk}"
+    )
+    assert initial_forms(shown, "attempt_log") == 20
+    assert f'<a href="{everything}">All 30 delivery attempts</a>' in shown
+    assert "code-30" in shown and "code-10" not in shown
+    listed = as_staff.get(everything)
+    assert listed.status_code == 200 and "30 delivery attempts" in listed.content.decode()
+
+
+def test_a_patients_page_shows_at_most_20_contacts_and_links_to_all(client, clinics):
+    Contact.objects.bulk_create(
+        Contact(patient=clinics.patient, channel=Channel.SMS, address=f"+49151000000{n:02}")
+        for n in range(24)
+    )  # 25 with the Telegram one
+    page = logged_in(client, clinics.head).get(
+        reverse("admin:patients_patient_change", args=[clinics.patient.pk])
+    )
+    shown = page.content.decode()
+    everything = (
+        f"{reverse('admin:patients_contact_changelist')}?patient__id__exact={clinics.patient.pk}"
+    )
+    assert initial_forms(shown, "contacts") == 20
+    assert f'<a href="{everything}">All 25 contacts</a>' in shown

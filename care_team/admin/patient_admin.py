@@ -7,6 +7,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
+from care_team.admin.inlines import LatestRowsInline
 from care_team.admin.outreach_admin import CheckInPlanInline, FollowUpStateInline
 from care_team.admin.scoping import (
     ORGANIZATION_FILTER,
@@ -61,10 +62,10 @@ class MembershipAdmin(OrganizationScopedAdmin):
         return user_sees_everything(request)
 
 
-class ContactInline(admin.TabularInline):
+class ContactInline(LatestRowsInline):
     model = Contact
-    extra = 0
     fields = ["channel", "address", "verified_at", "blocked_at", "blocked_reason"]
+    ordering = ["-created_at", "-id"]
 
     def has_delete_permission(self, request, obj=None) -> bool:
         # obj is the patient, whose organization is the contacts'
