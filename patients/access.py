@@ -54,3 +54,31 @@ def scoped(queryset: QuerySet, user) -> QuerySet:
         return queryset
     path = ORGANIZATION_PATH[queryset.model._meta.model_name]
     return queryset.filter(**{f"{path}__in": allowed})
+
+
+def is_operator(user) -> bool:
+    """Operators (active superusers) run the service: they alone manage memberships and
+    organizations and write what every organization shares, such as global templates."""
+    return organization_ids(user) is None
+
+
+def organization_id_of(obj) -> int | None:
+    """The organization an object belongs to (None: a global row, shared by all)."""
+    *hops, last = ORGANIZATION_PATH[obj._meta.model_name].split("__")
+    if last == "pk":
+        return obj.pk
+    for hop in hops:
+        obj = getattr(obj, hop)
+    return getattr(obj, f"{last}_id")
+
+
+def may_delete(user, obj=None) -> bool:
+    """Deleting a patient, template or contact is for an admin of its organization (the
+    API's AdminsDelete); a global row is the operators'. Without an object: whether the
+    user is an admin of any organization, i.e. may delete something."""
+    allowed = admin_organization_ids(user)
+    if allowed is None:
+        return True
+    if obj is None:
+        return bool(allowed)
+    return organization_id_of(obj) in allowed

@@ -200,6 +200,24 @@ def message_cancel(message: ScheduledMessage, *, reason: str = "", actor=None) -
     )
 
 
+@transaction.atomic
+def patient_deactivate(patient: Patient, *, actor, reason: str) -> int:
+    """What deleting a patient means for a care team (API and admin alike): the patient
+    gets no more messages (as if they had opted out) and their active and paused ones are
+    cancelled with `reason`; the patient, the deliveries and the trail are kept. Returns
+    how many messages were cancelled."""
+    if patient.opted_out_at is None:
+        patient.opted_out_at = timezone.now()
+        patient.save(update_fields=["opted_out_at", "updated_at"])
+    pending = list(
+        patient.scheduled_messages.filter(status__in=[MessageStatus.ACTIVE, MessageStatus.PAUSED])
+    )
+    for message in pending:
+        message_cancel(message, reason=reason, actor=actor)
+    logger.info("patient %s deactivated, %d messages cancelled", patient.pk, len(pending))
+    return len(pending)
+
+
 SENDABLE_STATUSES = (MessageStatus.ACTIVE, MessageStatus.PAUSED, MessageStatus.COMPLETED)
 
 

@@ -5,6 +5,7 @@ from django.utils import timezone
 from django.utils.html import format_html_join
 from django.utils.safestring import mark_safe
 
+from care_team.admin.inlines import LatestRowsInline
 from care_team.admin.scoping import ORGANIZATION_FILTER, OrganizationScopedAdmin
 from channels_app.content import validate_content
 from scheduling.history import audit_lines, delivery_history
@@ -24,8 +25,7 @@ from scheduling.services import (
 )
 
 
-class ReadOnlyInline(admin.TabularInline):
-    extra = 0
+class ReadOnlyInline(LatestRowsInline):
     can_delete = False
     show_change_link = True
 
@@ -44,6 +44,7 @@ class DeliveryInline(ReadOnlyInline):
 
 class AttemptInline(ReadOnlyInline):
     model = DeliveryAttempt
+    ordering = ["-number"]
     fields = ["number", "started_at", "finished_at", "outcome", "error_code", "error_text",
               "duration_ms"]  # fmt: skip
 
@@ -220,6 +221,23 @@ class DeliveryAdmin(OrganizationScopedAdmin):
         self.message_user(request, f"{retried} deliveries queued again, {skipped} skipped "
                           "(only failed or expired ones of messages not cancelled).",
                           messages.SUCCESS if retried else messages.WARNING)  # fmt: skip
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(DeliveryAttempt)
+class DeliveryAttemptAdmin(OrganizationScopedAdmin):
+    """Every attempt of a delivery, behind its page's latest ones; written by the workers
+    only. Deleting follows the model permissions, as for deliveries: a patient's deletion
+    takes their attempts along."""
+
+    list_display = ["id", "delivery", "number", "started_at", "outcome", "error_code"]
+    list_filter = ["outcome"]
+    date_hierarchy = "started_at"
 
     def has_add_permission(self, request) -> bool:
         return False

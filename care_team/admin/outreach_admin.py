@@ -4,7 +4,7 @@ the patient's page) and the check-ins it made: which path wrote each, and why.""
 from django import forms
 from django.contrib import admin
 
-from care_team.admin.scoping import ORGANIZATION_FILTER, OrganizationScopedAdmin
+from care_team.admin.scoping import ORGANIZATION_FILTER, OrganizationScopedAdmin, ScopedForeignKeys
 from outreach.follow_ups import response_rate
 from outreach.models import CheckIn, CheckInPlan, CompanionPersona, FollowUp, FollowUpState
 from outreach.plans import fill_in_coordinates
@@ -45,7 +45,7 @@ class CheckInPlanForm(forms.ModelForm):
         return data
 
 
-class CheckInPlanInline(admin.StackedInline):
+class CheckInPlanInline(ScopedForeignKeys, admin.StackedInline):
     model = CheckInPlan
     form = CheckInPlanForm
     extra = 0
@@ -85,7 +85,7 @@ class CheckInAdmin(HistoryAdmin):
     readonly_fields = [f.name for f in CheckIn._meta.fields]
 
 
-class FollowUpStateInline(admin.StackedInline):
+class FollowUpStateInline(ScopedForeignKeys, admin.StackedInline):
     model = FollowUpState
     extra = 0
     max_num = 1

@@ -7,6 +7,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
+from care_team.admin.inlines import LatestRowsInline
 from care_team.admin.outreach_admin import CheckInPlanInline, FollowUpStateInline
 from care_team.admin.scoping import (
     ORGANIZATION_FILTER,
@@ -14,12 +15,13 @@ from care_team.admin.scoping import (
     user_sees_everything,
 )
 from outreach.follow_ups import follow_up_schedule
+from patients.access import may_delete
 from patients.inbox_links import inbox_path
 from patients.linking import link_qr_svg, link_token_create
 from patients.models import Contact, Membership, Organization, Patient
 from scheduling.adherence import patient_adherence
 from scheduling.history import audit_lines
-from scheduling.services import patient_reschedule
+from scheduling.services import patient_deactivate, patient_reschedule
 
 
 @admin.register(Organization)
@@ -37,18 +39,37 @@ class OrganizationAdmin(OrganizationScopedAdmin):
 
 @admin.register(Membership)
 class MembershipAdmin(OrganizationScopedAdmin):
+    """Memberships are the operators' to manage, as in the API (which has none): a member
+    who could would promote themselves, add anyone to their clinic, or read usernames."""
+
     list_display = ["user", "organization", "role", "created_at"]
     list_filter = ["role", ORGANIZATION_FILTER]
     raw_id_fields = ["user"]
 
     def has_module_permission(self, request) -> bool:
-        return user_sees_everything(request)  # memberships are the operators' to manage
+        return user_sees_everything(request)
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        return user_sees_everything(request)
+
+    def has_add_permission(self, request) -> bool:
+        return user_sees_everything(request)
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return user_sees_everything(request)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return user_sees_everything(request)
 
 
-class ContactInline(admin.TabularInline):
+class ContactInline(LatestRowsInline):
     model = Contact
-    extra = 0
     fields = ["channel", "address", "verified_at", "blocked_at", "blocked_reason"]
+    ordering = ["-created_at", "-id"]
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        # obj is the patient, whose organization is the contacts'
+        return super().has_delete_permission(request, obj) and may_delete(request.user, obj)
 
 
 @admin.register(Patient)
@@ -58,7 +79,42 @@ class PatientAdmin(OrganizationScopedAdmin):
     search_fields = ["name"]
     inlines = [ContactInline, CheckInPlanInline, FollowUpStateInline]
     readonly_fields = ["inbox_link", "adherence", "last_interaction_at", "audit_trail"]
-    actions = ["create_telegram_links", "follow_up_in_24_hours"]
+    actions = ["create_telegram_links", "follow_up_in_24_hours", "deactivate_patients"]
+
+    def get_actions(self, request):
+        # A patient is deactivated, as the API does; deleting one (and their whole
+        # history) stays possible on their own page, for the clinic's admins.
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return super().has_delete_permission(request, obj) and may_delete(request.user, obj)
+
+    def has_deactivate_permission(self, request) -> bool:
+        return self.has_change_permission(request) and may_delete(request.user)
+
+    @admin.action(
+        description="Deactivate the selected patients (no more messages; history kept)",
+        permissions=["deactivate"],
+    )
+    def deactivate_patients(self, request, queryset):
+        done, refused = 0, 0
+        for patient in queryset:
+            if not may_delete(request.user, patient):
+                refused += 1
+                continue
+            reason = f"patient deactivated in the admin by user {request.user.pk}"
+            patient_deactivate(patient, actor=request.user, reason=reason)
+            done += 1
+        self.message_user(request, f"{done} patient(s) deactivated.")
+        if refused:
+            self.message_user(
+                request,
+                f"{refused} patient(s) left as they were: only an admin of their "
+                "organization may deactivate them.",
+                level=messages.WARNING,
+            )
 
     @admin.action(
         description="Follow up with the selected patients in 24 hours", permissions=["change"]
@@ -119,6 +175,9 @@ class ContactAdmin(OrganizationScopedAdmin):
     list_display = ["id", "patient", "channel", "verified_at", "blocked_at", "blocked_reason"]
     list_filter = ["channel", ("blocked_at", admin.EmptyFieldListFilter)]
     raw_id_fields = ["patient"]
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return super().has_delete_permission(request, obj) and may_delete(request.user, obj)
 
 
 def adherence_lines(patient: Patient) -> str:

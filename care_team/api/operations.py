@@ -33,6 +33,7 @@ from scheduling.services import (
     patient_reschedule,
     validate_recurrence,
 )
+from scheduling.services import patient_deactivate as deactivate
 
 logger = logging.getLogger(__name__)
 
@@ -333,17 +334,9 @@ def _contacts_replace(patient: Patient, wanted: list[dict]) -> None:
         contact.delete()
 
 
-@transaction.atomic
 def patient_deactivate(patient: Patient, *, actor) -> None:
-    """The API's delete: the patient gets no more messages (as if opted out) and their
-    pending ones are cancelled; the patient, the deliveries and the trail are kept."""
-    if patient.opted_out_at is None:
-        patient.opted_out_at = timezone.now()
-        patient.save(update_fields=["opted_out_at", "updated_at"])
-    pending = patient.scheduled_messages.filter(status__in=EDITABLE_STATUSES)
-    for message in pending:
-        message_cancel_by(message, actor=actor)
-    logger.info("patient %s deactivated through the API", patient.pk)
+    """The API's delete (scheduling.services.patient_deactivate)."""
+    deactivate(patient, actor=actor, reason=f"cancelled through the API by user {actor.pk}")
 
 
 # --- Templates --------------------------------------------------------------------------

@@ -54,7 +54,7 @@ from care_team.api.serializers import (
 from outreach.follow_ups import follow_up_schedule, set_follow_ups, state_for
 from outreach.models import CheckInPlan
 from outreach.plans import plan_check_ins_for
-from patients.access import organization_ids, scoped
+from patients.access import is_operator, organization_ids, scoped
 from patients.audit import record_action
 from patients.linking import link_qr_png, link_qr_svg, link_token_create
 from patients.models import Patient
@@ -392,7 +392,7 @@ class TemplateViewSet(ScopedViewSet):
     def check_object_permissions(self, request, obj) -> None:
         super().check_object_permissions(request, obj)
         writing = request.method not in ("GET", "HEAD", "OPTIONS")
-        if writing and obj.organization_id is None and not request.user.is_superuser:
+        if writing and obj.organization_id is None and not is_operator(request.user):
             raise PermissionDenied("Global templates are changed in the admin, by operators.")
 
 
