@@ -252,7 +252,9 @@ def test_an_operator_writes_global_templates_in_the_admin(admin_client, db):
 def test_the_api_never_makes_or_changes_a_global_template_for_a_member(clinics):
     global_row = MessageTemplate.objects.create(key="check_in", language="en", body="Hi {name}")
     api = token_client(
-        provider_create(organization_slug=clinics.ours.slug, username="ada-admin").token
+        provider_create(
+            organization_slug=clinics.ours.slug, username="ada-admin", new_token=True
+        ).token
     )
     created = api.post(
         f"{API}/templates/",
