@@ -400,11 +400,15 @@ WHATSAPP_VERIFY_TOKEN = env.string("WHATSAPP_VERIFY_TOKEN")
 ACK_SNOOZE_MINUTES = env.integer("ACK_SNOOZE_MINUTES", 10, minimum=1, maximum=24 * 60)
 ACK_CHECK_SECONDS = env.integer("ACK_CHECK_SECONDS", 60, minimum=5, maximum=3600)
 # An inbound update not processed this long after it arrived (its task was lost) is
-# queued again by the sweep, up to INBOUND_MAX_ATTEMPTS tries; processed ones are deleted
-# after INBOUND_KEEP_DAYS (they only serve to recognise a re-delivery).
+# queued again by the sweep, up to INBOUND_MAX_ATTEMPTS tries; one never processed loses
+# its payload (what the patient wrote) after INBOUND_KEEP_DAYS.
 INBOUND_RETRY_AFTER_SECONDS = env.integer("INBOUND_RETRY_AFTER_SECONDS", 60, minimum=5)
 INBOUND_MAX_ATTEMPTS = env.integer("INBOUND_MAX_ATTEMPTS", 5, minimum=1, maximum=50)
 INBOUND_KEEP_DAYS = env.integer("INBOUND_KEEP_DAYS", 7, minimum=1)
+# What remains of a processed update (the provider's id, a few bytes) is kept this long,
+# so a signed webhook replayed later is recognised; WhatsApp messages sent longer ago than
+# this are ignored, by the timestamp Meta signs with them (docs/security.md, item 19).
+INBOUND_REPLAY_KEEP_DAYS = env.integer("INBOUND_REPLAY_KEEP_DAYS", 30, minimum=7)
 
 # --- REST API at /api/scheduler/ (scheduling/api) ------------------------------------
 REST_FRAMEWORK = {
