@@ -19,8 +19,31 @@ if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off")
     SECRET_KEY = "insecure-development-key-only-used-with-DJANGO_DEBUG"  # noqa: S105
+# The key signs the patients' inbox links and the sessions: a guessable one lets anyone
+# sign them (docs/security.md, item 3).
+elif not DEBUG and (weakness := env.secret_key_weakness(SECRET_KEY)):
+    raise ImproperlyConfigured(
+        f"DJANGO_SECRET_KEY {weakness}; with DJANGO_DEBUG off it must be 50 or more random "
+        "characters: python -c 'import secrets; print(secrets.token_urlsafe(50))' makes one"
+    )
 ALLOWED_HOSTS = env.words("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.words("DJANGO_CSRF_TRUSTED_ORIGINS", [])
+
+# --- HTTPS: secure whenever DEBUG is off (manage.py check --deploy has nothing to say) ---
+# Each can be switched off for a plain-HTTP setup (the test suite, a trial on one machine);
+# docs/security.md, item 15.
+SECURE_SSL_REDIRECT = env.boolean("DJANGO_SECURE_SSL_REDIRECT", not DEBUG)
+# Liveness probes (compose, Kubernetes) reach the container over plain HTTP.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env.boolean("DJANGO_SECURE_COOKIES", not DEBUG)
+SECURE_HSTS_SECONDS = env.integer(
+    "DJANGO_SECURE_HSTS_SECONDS", 0 if DEBUG else 365 * 24 * 3600, minimum=0
+)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.boolean("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = env.boolean("DJANGO_SECURE_HSTS_PRELOAD", True)
+# Behind a proxy that terminates TLS, the header it sets to "https" (X-Forwarded-Proto);
+# the proxy must overwrite any such header a client sends. Empty: no proxy is trusted.
+SECURE_PROXY_SSL_HEADER = env.proxy_ssl_header("DJANGO_SECURE_PROXY_SSL_HEADER")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -376,6 +399,19 @@ FOLLOW_UP_MAX_PER_USER_PER_WEEK = env.integer(
 FOLLOW_UP_COOLDOWN_HOURS = env.number("FOLLOW_UP_COOLDOWN_HOURS", 12.0, minimum=0.0)
 # A patient who writes within this long of a follow-up counts as having answered it.
 FOLLOW_UP_RESPONSE_HOURS = env.number("FOLLOW_UP_RESPONSE_HOURS", 24.0, minimum=0.1)
+
+# --- Flower (companion/flowerconfig.py) ---------------------------------------------------
+# Its login, "user:password" (several comma-separated); Flower refuses to start without it
+# unless DEBUG is on (docs/security.md, item 6).
+FLOWER_BASIC_AUTH = env.words("FLOWER_BASIC_AUTH", [])
+for _login in FLOWER_BASIC_AUTH:
+    _user, _, _password = _login.partition(":")
+    if not _user or not _password:
+        raise ImproperlyConfigured("FLOWER_BASIC_AUTH must be user:password (comma-separated)")
+    if not DEBUG and len(_password) < 12:
+        raise ImproperlyConfigured(
+            f"FLOWER_BASIC_AUTH: the password of {_user!r} has fewer than 12 characters"
+        )
 
 # --- Logging: ids only, never message bodies, names or phone numbers ----------------
 LOG_LEVEL = env.string("LOG_LEVEL", "INFO").upper()
