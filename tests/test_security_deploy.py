@@ -115,7 +115,8 @@ def test_every_key_the_repository_sets_would_start_production():
         "README.md",
         *(str(p.relative_to(ROOT)) for p in (ROOT / "docs").glob("*.md")),
     ]
-    pattern = re.compile(r"""DJANGO_SECRET_KEY"?\s*[:=]\s*["']?([^"'\s]*)""")
+    # NAME=value, NAME: value, "NAME": "value"; not the name inside ${NAME:?...}.
+    pattern = re.compile(r"""(?<!\$\{)DJANGO_SECRET_KEY"?\s*[:=]\s*["']?([^"'\s]*)""")
     found = []
     for name in files:
         for value in pattern.findall((ROOT / name).read_text()):
