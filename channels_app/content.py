@@ -1,11 +1,18 @@
-"""Checks a message's content against what its channel accepts, at creation time.
+"""Checks a message's content against what its channel accepts, at creation time, and
+cleans it for the places that show it as HTML (the web inbox, e-mail).
 
 A message that the provider would refuse (too long, HTML it cannot parse) is refused
-when the care team writes it, not discovered as a failed delivery later.
+when the care team writes it, not discovered as a failed delivery later. Tags and
+attributes are both allow-listed: only links to http(s), mailto and tel, and Telegram's
+spoiler class. What was stored before these checks, or arrives some other way, is cleaned
+again by safe_html wherever a browser or a mail client would render it.
 """
 
+import html
+import re
 from html.parser import HTMLParser
 
+import nh3
 from django.core.exceptions import ValidationError
 
 from channels_app.formatting import PART_LENGTH, message_parts, to_plain_text
@@ -21,6 +28,10 @@ TELEGRAM_TAGS = frozenset(
 LINE_BREAK_TAGS = frozenset({"br", "p"})
 WRITABLE_TAGS = TELEGRAM_TAGS | LINE_BREAK_TAGS
 VOID_TAGS = frozenset({"br"})
+# The only attributes a tag may carry (Telegram documents no others that we use).
+LINK_SCHEMES = frozenset({"http", "https", "mailto", "tel"})
+ATTRIBUTES = {"a": {"href"}, "span": {"class"}, "tg-emoji": {"emoji-id"}}
+_SCHEME = re.compile(r"([a-z][a-z0-9+.-]*):", re.IGNORECASE)
 # Telegram and WhatsApp take 4096 characters a message; longer content is sent in parts
 # (formatting.message_parts), at most MAX_PARTS: each takes a slot of the chat's limit
 # (a second on Telegram, six on WhatsApp), and a patient reads a long text better on the
@@ -42,7 +53,9 @@ class _TagChecker(HTMLParser):
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag not in self.allowed:
             self.problems.append(f"<{tag}> is not allowed")
-        elif tag == "span" and dict(attrs).get("class") != "tg-spoiler":
+            return
+        self.problems.extend(_attribute_problems(tag, attrs))
+        if tag == "span" and dict(attrs).get("class") != "tg-spoiler":
             self.problems.append('<span> needs class="tg-spoiler" (Telegram\'s spoiler)')
         elif tag not in VOID_TAGS:
             self.open.append(tag)
@@ -63,6 +76,45 @@ class _TagChecker(HTMLParser):
 
     def handle_data(self, data: str) -> None:
         self.text_length += len(data)
+
+
+def _attribute_problems(tag: str, attrs: list[tuple[str, str | None]]) -> list[str]:
+    problems = []
+    for name, value in attrs:
+        allowed = ATTRIBUTES.get(tag, set())
+        if name not in allowed:
+            listed = f" (allowed: {', '.join(sorted(allowed))})" if allowed else ""
+            problems.append(f"{name} is not allowed on <{tag}>{listed}")
+        elif name == "href" and not _safe_link(value or ""):
+            problems.append("<a> href must start with http://, https://, mailto: or tel:")
+        elif name == "emoji-id" and not (value or "").isdecimal():
+            problems.append("<tg-emoji> emoji-id must be a number")
+    return problems
+
+
+def _safe_link(href: str) -> bool:
+    # An explicit scheme only: browsers drop tabs and newlines inside a scheme
+    # ("java\tscript:"), which the pattern does not match either.
+    found = _SCHEME.match(href.strip())
+    return bool(found) and found.group(1).lower() in LINK_SCHEMES
+
+
+# Relative links would point into this site; a message links elsewhere or nowhere.
+_CLEANER = nh3.Cleaner(
+    tags=set(WRITABLE_TAGS),
+    attributes={"a": {"href"}, "*": set()},
+    tag_attribute_values={"span": {"class": {"tg-spoiler"}}},
+    url_schemes=set(LINK_SCHEMES),
+    url_relative="deny",
+)
+
+
+def safe_html(body: str, fmt: str) -> str:
+    """What a browser or a mail client may render of a message: the tags we accept, only
+    href (http, https, mailto, tel) on links and Telegram's spoiler class on spans."""
+    if fmt != "html":
+        return html.escape(body).replace("\n", "<br>")
+    return _CLEANER.clean(body)
 
 
 def validate_content(channel: str, content: str, fmt: str) -> None:

@@ -1,11 +1,11 @@
 """E-mail through Django's mail framework (SMTP settings from the environment).
 
 Every message goes out with a plain-text body and an HTML alternative, so any mail
-client shows it. SMTP answers are sorted like a provider's: 4xx and dropped connections
-are transient, 5xx refusals of the recipient are permanent.
+client shows it; the HTML is cleaned by the same allow-list as the web inbox. SMTP
+answers are sorted like a provider's: 4xx and dropped connections are transient, 5xx
+refusals of the recipient are permanent.
 """
 
-import html
 import smtplib
 from email.utils import make_msgid
 
@@ -19,6 +19,7 @@ from channels_app.base import (
     SendResult,
     TransientError,
 )
+from channels_app.content import safe_html
 from channels_app.formatting import to_plain_text
 
 
@@ -52,8 +53,9 @@ class EmailChannel(ChannelAdapter):
 
 
 def _as_html(content: str, fmt: str) -> str:
-    body = content if fmt == "html" else html.escape(content)
-    return f"<html><body><p>{body.replace(chr(10), '<br>')}</p></body></html>"
+    # Cleaned like the web inbox: a mail client renders it too (docs/security.md, item 17).
+    body = safe_html(content, fmt).replace("\n", "<br>")
+    return f"<html><body><p>{body}</p></body></html>"
 
 
 def _smtp_error(code: int, reason: bytes | str) -> Exception:

@@ -104,3 +104,32 @@ def url(name: str, default: str, *, schemes: tuple[str, ...]) -> str:
             + ", ".join(f"{s}://" for s in schemes)
         )
     return value.rstrip("/")
+
+
+# Values that documentation, examples and generators put in place of a real key.
+_PLACEHOLDERS = ("change-me", "changeme", "change_me", "insecure", "placeholder", "your-secret")
+
+
+def secret_key_weakness(value: str) -> str:
+    """Why a secret key is unfit for production ("" when it is fit). Never shows the key."""
+    if any(word in value.lower() for word in _PLACEHOLDERS):
+        return "is a placeholder"
+    if len(value) < 50:
+        return f"has {len(value)} characters"
+    if len(set(value)) < 5:
+        return "has fewer than 5 different characters"
+    return ""
+
+
+def proxy_ssl_header(name: str) -> tuple[str, str] | None:
+    """A header name such as X-Forwarded-Proto as Django's SECURE_PROXY_SSL_HEADER, the
+    value meaning HTTPS being "https"; None when unset."""
+    value = string(name).strip()
+    if not value:
+        return None
+    if not all(char.isascii() and (char.isalnum() or char == "-") for char in value):
+        raise ImproperlyConfigured(
+            f"{name}={value!r} must be a header name such as X-Forwarded-Proto "
+            "(the proxy sets it to https)"
+        )
+    return ("HTTP_" + value.upper().replace("-", "_"), "https")

@@ -7,6 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 from kombu import Queue
 
@@ -21,6 +22,13 @@ if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off")
     SECRET_KEY = "insecure-development-key-only-used-with-DJANGO_DEBUG"  # noqa: S105
+# The key signs the patients' inbox links and the sessions: a guessable one lets anyone
+# sign them (docs/security.md, item 3).
+elif not DEBUG and (weakness := env.secret_key_weakness(SECRET_KEY)):
+    raise ImproperlyConfigured(
+        f"DJANGO_SECRET_KEY {weakness}; with DJANGO_DEBUG off it must be 50 or more random "
+        "characters: python -c 'import secrets; print(secrets.token_urlsafe(50))' makes one"
+    )
 # Row-level security (patients/tenant_wall.py): the role a care team's requests take.
 TENANT_WALL_ENABLED = env.boolean("TENANT_WALL_ENABLED", default=True)
 TENANT_WALL_ROLE = env.string("TENANT_WALL_ROLE", "companion_tenant")
@@ -44,6 +52,22 @@ if not FIELD_ENCRYPTION_KEYS or not BLIND_INDEX_KEY:
 ALLOWED_HOSTS = env.words("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.words("DJANGO_CSRF_TRUSTED_ORIGINS", [])
 
+# --- HTTPS: secure whenever DEBUG is off (manage.py check --deploy has nothing to say) ---
+# Each can be switched off for a plain-HTTP setup (the test suite, a trial on one machine);
+# docs/security.md, item 15.
+SECURE_SSL_REDIRECT = env.boolean("DJANGO_SECURE_SSL_REDIRECT", not DEBUG)
+# Liveness probes (compose, Kubernetes) reach the container over plain HTTP.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env.boolean("DJANGO_SECURE_COOKIES", not DEBUG)
+SECURE_HSTS_SECONDS = env.integer(
+    "DJANGO_SECURE_HSTS_SECONDS", 0 if DEBUG else 365 * 24 * 3600, minimum=0
+)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.boolean("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = env.boolean("DJANGO_SECURE_HSTS_PRELOAD", True)
+# Behind a proxy that terminates TLS, the header it sets to "https" (X-Forwarded-Proto);
+# the proxy must overwrite any such header a client sends. Empty: no proxy is trusted.
+SECURE_PROXY_SSL_HEADER = env.proxy_ssl_header("DJANGO_SECURE_PROXY_SSL_HEADER")
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
@@ -56,6 +80,8 @@ INSTALLED_APPS = [
     "knox",
     "django_filters",
     "drf_spectacular",
+    # Swagger UI and Redoc served from this site, not a CDN (docs/security.md, item 16).
+    "drf_spectacular_sidecar",
     "auditlog",
     # The layers, lowest first; each imports only those listed before it
     # (the contract in .importlinter, checked by make test).
@@ -80,7 +106,26 @@ MIDDLEWARE = [
     # Records who made each change in the audit trail (django-auditlog).
     "auditlog.middleware.AuditlogMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
 ]
+
+# A Content-Security-Policy on every response (django-csp): scripts, styles and the rest
+# from this site only, nothing inline, no plugins, no framing (docs/security.md, item 16).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        # Swagger UI and the admin draw some icons from data: URLs.
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    },
+}
 
 ROOT_URLCONF = "companion.urls"
 WSGI_APPLICATION = "companion.wsgi.application"
@@ -380,6 +425,19 @@ FOLLOW_UP_COOLDOWN_HOURS = env.number("FOLLOW_UP_COOLDOWN_HOURS", 12.0, minimum=
 # A patient who writes within this long of a follow-up counts as having answered it.
 FOLLOW_UP_RESPONSE_HOURS = env.number("FOLLOW_UP_RESPONSE_HOURS", 24.0, minimum=0.1)
 
+# --- Flower (companion/flowerconfig.py) ---------------------------------------------------
+# Its login, "user:password" (several comma-separated); Flower refuses to start without it
+# unless DEBUG is on (docs/security.md, item 6).
+FLOWER_BASIC_AUTH = env.words("FLOWER_BASIC_AUTH", [])
+for _login in FLOWER_BASIC_AUTH:
+    _user, _, _password = _login.partition(":")
+    if not _user or not _password:
+        raise ImproperlyConfigured("FLOWER_BASIC_AUTH must be user:password (comma-separated)")
+    if not DEBUG and len(_password) < 12:
+        raise ImproperlyConfigured(
+            f"FLOWER_BASIC_AUTH: the password of {_user!r} has fewer than 12 characters"
+        )
+
 # --- Logging: ids only, never message bodies, names or phone numbers ----------------
 LOG_LEVEL = env.string("LOG_LEVEL", "INFO").upper()
 if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
@@ -425,11 +483,15 @@ WHATSAPP_VERIFY_TOKEN = env.string("WHATSAPP_VERIFY_TOKEN")
 ACK_SNOOZE_MINUTES = env.integer("ACK_SNOOZE_MINUTES", 10, minimum=1, maximum=24 * 60)
 ACK_CHECK_SECONDS = env.integer("ACK_CHECK_SECONDS", 60, minimum=5, maximum=3600)
 # An inbound update not processed this long after it arrived (its task was lost) is
-# queued again by the sweep, up to INBOUND_MAX_ATTEMPTS tries; processed ones are deleted
-# after INBOUND_KEEP_DAYS (they only serve to recognise a re-delivery).
+# queued again by the sweep, up to INBOUND_MAX_ATTEMPTS tries; one never processed loses
+# its payload (what the patient wrote) after INBOUND_KEEP_DAYS.
 INBOUND_RETRY_AFTER_SECONDS = env.integer("INBOUND_RETRY_AFTER_SECONDS", 60, minimum=5)
 INBOUND_MAX_ATTEMPTS = env.integer("INBOUND_MAX_ATTEMPTS", 5, minimum=1, maximum=50)
 INBOUND_KEEP_DAYS = env.integer("INBOUND_KEEP_DAYS", 7, minimum=1)
+# What remains of a processed update (the provider's id, a few bytes) is kept this long,
+# so a signed webhook replayed later is recognised; WhatsApp messages sent longer ago than
+# this are ignored, by the timestamp Meta signs with them (docs/security.md, item 19).
+INBOUND_REPLAY_KEEP_DAYS = env.integer("INBOUND_REPLAY_KEEP_DAYS", 30, minimum=7)
 
 # --- REST API at /api/scheduler/ (scheduling/api) ------------------------------------
 REST_FRAMEWORK = {
@@ -455,6 +517,12 @@ SPECTACULAR_SETTINGS = {
     "--new-token).",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The schema for logged-in users and token holders only; the docs pages are behind the
+    # login too (care_team/api/docs.py), and load Swagger UI and Redoc from this site.
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     # Separate request and response components, so read-only fields are not asked for.
     "COMPONENT_SPLIT_REQUEST": True,
     "POSTPROCESSING_HOOKS": [

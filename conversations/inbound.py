@@ -6,8 +6,10 @@ Celery task processes it. A re-delivered update finds its row and is not queued 
 the task claims the row with a conditional UPDATE, so two copies of the task process it
 once. An update whose task was lost (Redis down) or failed is queued again by the sweep,
 up to INBOUND_MAX_ATTEMPTS times. Once processed, the payload (what the patient wrote) is
-emptied; the row only remains to recognise a re-delivery, and is deleted after
-INBOUND_KEEP_DAYS.
+emptied (an update never processed loses it after INBOUND_KEEP_DAYS); the row, the
+provider's id and a few timestamps, remains to recognise a re-delivery or a replayed
+webhook for INBOUND_REPLAY_KEEP_DAYS. A WhatsApp message sent longer ago than that is
+ignored by the timestamp Meta signs with it, so a replay cannot outlive its row.
 
 SMS: Twilio waits for our answer (TwiML) to reply, so an SMS is handled in the request;
 its MessageSid is stored the same way, so a repeated webhook is answered once.
@@ -120,8 +122,16 @@ def inbound_process(update_pk: int) -> str:
 
 
 def inbound_sweep(*, now=None) -> dict[str, int]:
-    """Queues again updates not processed in time; deletes old ones."""
+    """Queues again updates not processed in time; empties the payload of those never
+    processed after INBOUND_KEEP_DAYS; deletes rows older than INBOUND_REPLAY_KEEP_DAYS."""
     now = now or timezone.now()
+    # Given up on: what a patient wrote is kept no longer; the id stays, against replays.
+    old = now - timedelta(days=settings.INBOUND_KEEP_DAYS)
+    emptied = (
+        InboundUpdate.objects.filter(processed_at__isnull=True, received_at__lt=old)
+        .exclude(payload={})
+        .update(payload={}, attempts=settings.INBOUND_MAX_ATTEMPTS, claimed_until=None)
+    )
     stale = now - timedelta(seconds=settings.INBOUND_RETRY_AFTER_SECONDS)
     pending = list(
         InboundUpdate.objects.filter(processed_at__isnull=True, received_at__lte=stale,
@@ -131,12 +141,13 @@ def inbound_sweep(*, now=None) -> dict[str, int]:
         .values_list("pk", flat=True)[:SWEEP_BATCH]
     )  # fmt: skip
     requeued = sum(enqueue_inbound(pk) for pk in pending)
-    # Given-up rows go too: their payload is what a patient wrote, kept no longer.
-    old = now - timedelta(days=settings.INBOUND_KEEP_DAYS)
-    deleted, _ = InboundUpdate.objects.filter(received_at__lt=old).delete()
-    if requeued or deleted:
-        logger.info("inbound sweep: %d queued again, %d deleted", requeued, deleted)
-    return {"requeued": requeued, "deleted": deleted}
+    forgotten = now - timedelta(days=settings.INBOUND_REPLAY_KEEP_DAYS)
+    deleted, _ = InboundUpdate.objects.filter(received_at__lt=forgotten).delete()
+    if requeued or emptied or deleted:
+        logger.info(
+            "inbound sweep: %d queued again, %d emptied, %d deleted", requeued, emptied, deleted
+        )
+    return {"requeued": requeued, "emptied": emptied, "deleted": deleted}
 
 
 def _process_telegram(payload: dict) -> None:
@@ -210,7 +221,8 @@ def whatsapp_verify_token_valid(given: str) -> bool:
 
 def whatsapp_messages(payload: object) -> list[tuple[str, dict]]:
     """(message id, what we keep of it) for each patient message in a webhook body;
-    delivery statuses and anything unexpected are left out."""
+    delivery statuses, anything unexpected and messages older than the replay window are
+    left out."""
     found = []
     for value in _whatsapp_values(payload):
         for message in _dicts(value.get("messages")):
@@ -218,6 +230,9 @@ def whatsapp_messages(payload: object) -> list[tuple[str, dict]]:
             if not isinstance(message_id, str) or not isinstance(sender, str):
                 continue
             if not sender.isascii() or not sender.isdigit():
+                continue
+            if _sent_before_the_replay_window(message.get("timestamp")):
+                logger.warning("whatsapp message older than the replay window; ignored")
                 continue
             text = ""
             if kind == "text" and isinstance(message.get("text"), dict):
@@ -227,6 +242,15 @@ def whatsapp_messages(payload: object) -> list[tuple[str, dict]]:
             found.append((message_id, {"from": sender, "type": str(kind),
                                        "text": text if isinstance(text, str) else ""}))  # fmt: skip
     return found
+
+
+def _sent_before_the_replay_window(timestamp: object) -> bool:
+    """Meta signs each message with its Unix time; a body that old is a replay (Meta
+    retries for 7 days at most), and its row may be gone already."""
+    if not isinstance(timestamp, str) or not timestamp.isascii() or not timestamp.isdigit():
+        return False
+    window = timedelta(days=settings.INBOUND_REPLAY_KEEP_DAYS).total_seconds()
+    return int(timestamp) < timezone.now().timestamp() - window
 
 
 def _whatsapp_values(payload: object) -> list[dict]:

@@ -5,8 +5,8 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.utils.safestring import mark_safe
 
+from channels_app.content import safe_html
 from channels_app.models import InboxMessage
-from conversations.inbox import safe_html
 from patients.inbox_links import patient_for_token
 
 

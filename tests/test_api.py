@@ -1046,7 +1046,8 @@ def test_a_check_that_hangs_or_raises_fails_without_holding_the_answer():
     assert result["raises"] == Check(False, "error (RuntimeError)")
 
 
-def test_the_schema_and_docs_are_served(client, db):
+def test_the_schema_and_docs_are_served(client, provider):
+    client.force_login(provider.user)
     schema = client.get(f"{API}/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
     assert schema.status_code == 200
     assert "/api/scheduler/messages/bulk/" in schema.json()["paths"]

@@ -187,11 +187,15 @@ def test_an_update_whose_task_was_lost_is_queued_again_by_the_sweep(
     assert inbound_sweep()["requeued"] == 0
 
 
-def test_processed_updates_are_deleted_after_the_keep_days(updates, bot, patient, settings):
+def test_processed_updates_are_kept_for_the_replay_window_then_deleted(
+    updates, bot, patient, settings
+):
     updates.send(message_update(chat_of(patient), "/help"))
-    later = timezone.now() + timedelta(days=settings.INBOUND_KEEP_DAYS, minutes=1)
+    kept = timezone.now() + timedelta(days=settings.INBOUND_KEEP_DAYS, minutes=1)
+    gone = timezone.now() + timedelta(days=settings.INBOUND_REPLAY_KEEP_DAYS, minutes=1)
 
-    assert inbound_sweep(now=later)["deleted"] == 1
+    assert inbound_sweep(now=kept)["deleted"] == 0
+    assert inbound_sweep(now=gone)["deleted"] == 1
 
 
 def test_set_telegram_webhook_registers_the_url_and_secret(bot, settings):

@@ -139,6 +139,24 @@ def test_an_email_arrives_with_a_text_and_an_html_part(smtp_server):
     assert result.provider_message_id in mail["Message-ID"]
 
 
+def test_the_html_part_of_an_email_is_sanitised_like_the_inbox(smtp_server):
+    from email import message_from_bytes
+
+    stored = (
+        '<a href="javascript:alert(1)" onclick="steal()">go</a> <img src=x onerror=alert(1)>'
+        '<span class="tg-spoiler">later</span> <a href="data:text/html,x">data</a>'
+    )
+    EmailChannel().send(outbound("pat@example.org", stored))
+
+    mail = message_from_bytes(smtp_server.envelopes[0].content)
+    [part] = [p for p in mail.walk() if p.get_content_type() == "text/html"]
+    shown = part.get_payload(decode=True).decode()
+    for unsafe in ("javascript", "onclick", "<img", "onerror", "data:"):
+        assert unsafe not in shown
+    assert '<span class="tg-spoiler">later</span>' in shown
+    assert '<a rel="noopener noreferrer">go</a>' in shown
+
+
 def test_a_refused_mailbox_is_permanent_and_a_dead_server_transient(smtp_server, settings):
     with pytest.raises(PermanentError) as refused:
         EmailChannel().send(outbound("nobody@example.org", "x", "text"))
@@ -263,8 +281,12 @@ def test_the_inbox_link_shows_the_patients_messages_sanitised_and_marks_them_rea
     client, make_patient
 ):
     patient, other = make_patient(chat_id=None), make_patient(chat_id=None)
-    InboxMessage.objects.create(patient=patient, body='<b>Hi</b> <a href="javascript:x()">go</a>',
-                                format="html")  # fmt: skip
+    InboxMessage.objects.create(
+        patient=patient,
+        format="html",
+        body='<b>Hi</b> <a href="javascript'
+        ':x()" onclick="x()">go</a> <span class="tg-spoiler">s</span>',
+    )
     InboxMessage.objects.create(patient=other, body="not yours", format="text")
 
     page = client.get(inbox_path(patient))
@@ -272,6 +294,7 @@ def test_the_inbox_link_shows_the_patients_messages_sanitised_and_marks_them_rea
     shown = page.content.decode()
     assert page.status_code == 200
     assert "<b>Hi</b>" in shown and "javascript" not in shown and "not yours" not in shown
+    assert "onclick" not in shown and '<span class="tg-spoiler">s</span>' in shown
     assert page["Cache-Control"] == "private, no-store"
     assert not patient.inbox.filter(read_at__isnull=True).exists()
 

@@ -366,8 +366,10 @@ def test_the_sandbox_labels_a_check_in_written_by_the_fallback(demo_client, sett
     assert b"companion (fallback template)" in page.content
 
 
-def test_the_demo_starts_check_ins_due_within_two_minutes(db):
+def test_the_demo_starts_check_ins_due_within_two_minutes(db, settings):
     from django.core.management import call_command
+
+    settings.DEBUG = True  # the demo exists only in development (make run)
 
     call_command("seed_demo", stdout=open("/dev/null", "w"))  # noqa: SIM115
     plans = list(CheckInPlan.objects.all())

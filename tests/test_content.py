@@ -3,7 +3,7 @@ from django.core.exceptions import ValidationError
 from hypothesis import given
 from hypothesis import strategies as st
 
-from channels_app.content import validate_content
+from channels_app.content import safe_html, validate_content
 from channels_app.formatting import split_parts, to_telegram_html
 from channels_app.telegram import MAX_MESSAGE_LENGTH
 from tests.fakes.telegram_html import refusal
@@ -88,3 +88,79 @@ def test_whatever_is_accepted_at_creation_telegram_accepts_when_sent(content):
     sent = to_telegram_html(content, "html")
     for part in split_parts(sent, MAX_MESSAGE_LENGTH, markup=True):
         assert refusal(part, "HTML") is None, (content, part)
+
+
+# -- Attributes (docs/security.md, item 17) ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "html",
+    [
+        '<a href="http://example.org">x</a>',
+        '<a href="mailto:care@example.org">x</a>',
+        '<a href="tel:+4915112345678">x</a>',
+        '<a href=" HTTPS://example.org ">x</a>',
+        '<tg-emoji emoji-id="5368324170671202286">👍</tg-emoji>',
+    ],
+)
+def test_it_accepts_the_attributes_telegram_documents(html):
+    validate_content("telegram", html, "html")
+
+
+@pytest.mark.parametrize(
+    ("html", "problem"),
+    [
+        (
+            '<a href="javascript:alert(1)">x</a>',
+            "href must start with http://, https://, mailto: or tel:",
+        ),
+        ('<a href="JaVaScRiPt:alert(1)">x</a>', "href must start with"),
+        ('<a href="java\tscript:alert(1)">x</a>', "href must start with"),
+        ('<a href="data:text/html;base64,PHNjcmlwdD4=">x</a>', "href must start with"),
+        ('<a href="/relative">x</a>', "href must start with"),
+        ("<a href>x</a>", "href must start with"),
+        ('<a href="https://x.org" onclick="steal()">x</a>', "onclick is not allowed on <a>"),
+        ('<b style="color:red">x</b>', "style is not allowed on <b>"),
+        ('<span class="x">x</span>', 'class="tg-spoiler"'),
+        ('<span class="tg-spoiler" id="s">x</span>', "id is not allowed on <span>"),
+        ('<tg-emoji emoji-id="1 onload">x</tg-emoji>', "emoji-id must be a number"),
+        ("<img src=x onerror=alert(1)>", "<img> is not allowed"),
+    ],
+)
+def test_it_refuses_attributes_outside_the_allow_list_and_says_which(html, problem):
+    with pytest.raises(ValidationError) as raised:
+        validate_content("telegram", html, "html")
+    assert problem in str(raised.value.message_dict["content"])
+
+
+NO_LINK = '<a rel="noopener noreferrer">go</a>'
+
+
+@pytest.mark.parametrize(
+    ("stored", "shown"),
+    [
+        ('<a href="javascript:alert(1)">go</a>', NO_LINK),
+        ('<a href="data:text/html,x">go</a>', NO_LINK),
+        ('<a href="/admin/">go</a>', NO_LINK),
+        (
+            '<a href="https://x.org" onclick="steal()">go</a>',
+            '<a href="https://x.org" rel="noopener noreferrer">go</a>',
+        ),
+        (
+            '<span class="x">a</span><span class="tg-spoiler">b</span>',
+            '<span>a</span><span class="tg-spoiler">b</span>',
+        ),
+        ('<img src=x onerror="alert(1)">after', "after"),
+        ('<b style="x" title="t" lang="en">bold</b>', "<b>bold</b>"),
+        ("<script>alert(1)</script>text", "text"),
+        ("line<br>two", "line<br>two"),
+    ],
+)
+def test_the_sanitiser_keeps_only_the_allowed_tags_attributes_and_schemes(stored, shown):
+    assert safe_html(stored, "html") == shown
+
+
+def test_plain_text_is_escaped_with_its_line_breaks():
+    assert safe_html('<b>1 < "2"</b>\nnext', "text") == (
+        "&lt;b&gt;1 &lt; &quot;2&quot;&lt;/b&gt;<br>next"
+    )

@@ -10,7 +10,7 @@ import pytest
 from django.utils import timezone
 
 from conversations.callbacks import twilio_signature
-from conversations.inbound import inbound_process
+from conversations.inbound import inbound_process, inbound_sweep
 from patients.models import Channel, Contact, InboundUpdate, Patient
 from scheduling.models import MessageStatus, ScheduledMessage
 from scheduling.services import message_schedule
@@ -55,15 +55,18 @@ def patient_on(make_patient, channel: str, *, verified: bool = True) -> Patient:
 # -- WhatsApp ----------------------------------------------------------------------------
 
 
-def whatsapp_body(text: str, *, message_id: str = "wamid.HBgM1", sender: str = NUMBER) -> dict:
-    """A Cloud API `messages` webhook as Meta posts it."""
+def whatsapp_body(
+    text: str, *, message_id: str = "wamid.HBgM1", sender: str = NUMBER, sent_at=None
+) -> dict:
+    """A Cloud API `messages` webhook as Meta posts it, the message sent now by default."""
+    timestamp = str(int((sent_at or timezone.now()).timestamp()))
     return {"object": "whatsapp_business_account", "entry": [{"id": "102290129340398", "changes": [
         {"field": "messages", "value": {
             "messaging_product": "whatsapp",
             "metadata": {"display_phone_number": "15550783881", "phone_number_id": "1234567890"},
             "contacts": [{"profile": {"name": "Pat"}, "wa_id": sender.removeprefix("+")}],
             "messages": [{"from": sender.removeprefix("+"), "id": message_id,
-                          "timestamp": "1700000000", "type": "text", "text": {"body": text}}],
+                          "timestamp": timestamp, "type": "text", "text": {"body": text}}],
         }}]}]}  # fmt: skip
 
 
@@ -188,6 +191,64 @@ def test_a_redelivered_whatsapp_message_is_run_once(client, fake_whatsapp, make_
     assert ScheduledMessage.objects.filter(patient=patient).count() == 1
 
 
+def test_a_whatsapp_message_replayed_weeks_later_is_still_run_once(
+    client, fake_whatsapp, make_patient, settings
+):
+    patient = patient_on(make_patient, Channel.WHATSAPP)
+    body = whatsapp_body("STOP")
+    post_whatsapp(client, body)
+    process_all()
+    Patient.objects.filter(pk=patient.pk).update(opted_out_at=None)  # they wrote START since
+
+    # The sweeps of the weeks after: the payload went long ago, the provider's id stays.
+    later = timezone.now() + timedelta(days=settings.INBOUND_KEEP_DAYS + 7)
+    assert inbound_sweep(now=later)["deleted"] == 0
+    assert post_whatsapp(client, body).status_code == 200
+    process_all()
+
+    patient.refresh_from_db()
+    assert patient.opted_out_at is None
+    assert len(whatsapp_replies(fake_whatsapp)) == 1
+
+
+def test_a_whatsapp_message_older_than_the_replay_window_is_ignored(
+    client, fake_whatsapp, make_patient, settings
+):
+    patient = patient_on(make_patient, Channel.WHATSAPP)
+    sent_at = timezone.now() - timedelta(days=settings.INBOUND_REPLAY_KEEP_DAYS, minutes=1)
+
+    response = post_whatsapp(client, whatsapp_body("STOP", sent_at=sent_at))
+
+    assert response.status_code == 200  # or Meta would send it again
+    assert not InboundUpdate.objects.exists()
+    patient.refresh_from_db()
+    assert patient.opted_out_at is None
+
+
+def test_provider_ids_are_forgotten_after_the_replay_window(client, fake_whatsapp, db, settings):
+    post_whatsapp(client, whatsapp_body("help"))
+    process_all()
+    before = timezone.now() + timedelta(days=settings.INBOUND_REPLAY_KEEP_DAYS - 1)
+    after = timezone.now() + timedelta(days=settings.INBOUND_REPLAY_KEEP_DAYS, minutes=1)
+
+    assert inbound_sweep(now=before)["deleted"] == 0
+    assert inbound_sweep(now=after)["deleted"] == 1
+
+
+def test_an_update_never_processed_loses_what_the_patient_wrote_after_the_keep_days(
+    client, fake_whatsapp, db, settings
+):
+    post_whatsapp(client, whatsapp_body("my blood pressure is 150/95"))
+    later = timezone.now() + timedelta(days=settings.INBOUND_KEEP_DAYS, minutes=1)
+
+    inbound_sweep(now=later)
+
+    update = InboundUpdate.objects.get()
+    assert update.payload == {} and update.processed_at is None
+    assert post_whatsapp(client, whatsapp_body("my blood pressure is 150/95")).status_code == 200
+    assert InboundUpdate.objects.count() == 1
+
+
 def test_an_unknown_whatsapp_sender_gets_nothing(client, fake_whatsapp, db):
     post_whatsapp(client, whatsapp_body("help"))
     process_all()
@@ -293,6 +354,19 @@ def test_a_repeated_sms_webhook_is_answered_once(client, twilio, make_patient):
 
     assert "<Message>" in first.content.decode()
     assert second.content.decode().endswith("<Response/>")
+    assert ScheduledMessage.objects.filter(patient=patient).count() == 1
+
+
+def test_an_sms_webhook_replayed_weeks_later_is_answered_once(
+    client, twilio, make_patient, settings
+):
+    patient = patient_on(make_patient, Channel.SMS)
+    post_sms(client, "schedule daily 08:00 Take pills")
+
+    inbound_sweep(now=timezone.now() + timedelta(days=settings.INBOUND_KEEP_DAYS + 7))
+    replayed = post_sms(client, "schedule daily 08:00 Take pills")
+
+    assert replayed.content.decode().endswith("<Response/>")
     assert ScheduledMessage.objects.filter(patient=patient).count() == 1
 
 

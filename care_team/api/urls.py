@@ -1,8 +1,8 @@
 from django.urls import include, path, re_path
-from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView
 from rest_framework.routers import DefaultRouter
 
-from care_team.api import views
+from care_team.api import docs, views
 
 router = DefaultRouter()
 router.include_format_suffixes = False
@@ -13,8 +13,8 @@ router.register("templates", views.TemplateViewSet, basename="api-template")
 urlpatterns = [
     path("health/", views.HealthView.as_view(), name="api-health"),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
-    path("docs/redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
+    path("docs/", docs.swagger_docs, name="api-docs"),
+    path("docs/redoc/", docs.redoc_docs, name="api-redoc"),
     path("", include(router.urls)),
     re_path(r"", views.NotFoundView.as_view()),  # last: whatever nothing above matched
 ]

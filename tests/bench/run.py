@@ -26,7 +26,7 @@ CELERY = str(Path(sys.executable).parent / "celery")
 BENCH_ENV = {
     "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/companion_bench",
     "REDIS_URL": "redis://127.0.0.1:6379/9",
-    "DJANGO_SECRET_KEY": "bench",
+    "DJANGO_SECRET_KEY": "benchmarks-only-key-it-signs-nothing-0123456789abcdefghij",
     "FIELD_ENCRYPTION_KEYS": "W6sy8GiQoDxek5R122ZuB89-90V7GeSg7eTT2JAjv30=",
     "BLIND_INDEX_KEY": "bench-blind-index-key",
     "DJANGO_DEBUG": "false",
