@@ -21,6 +21,7 @@ from patients.linking import link_qr_svg, link_token_create
 from patients.models import Contact, Membership, Organization, Patient
 from scheduling.adherence import patient_adherence
 from scheduling.history import audit_lines
+from scheduling.models import Delivery, DeliveryAttempt, ScheduledMessage
 from scheduling.services import patient_deactivate, patient_reschedule
 
 
@@ -72,6 +73,9 @@ class ContactInline(LatestRowsInline):
         return super().has_delete_permission(request, obj) and may_delete(request.user, obj)
 
 
+PATIENT_HISTORY = (ScheduledMessage, Delivery, DeliveryAttempt)
+
+
 @admin.register(Patient)
 class PatientAdmin(OrganizationScopedAdmin):
     list_display = ["name", "organization", "timezone", "preferred_channel", "opted_out_at"]
@@ -90,6 +94,15 @@ class PatientAdmin(OrganizationScopedAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return super().has_delete_permission(request, obj) and may_delete(request.user, obj)
+
+    def get_deleted_objects(self, objs, request):
+        # A patient's messages, deliveries and attempts are read-only history that no
+        # member deletes on its own (OperatorsDelete); erasing the patient, which their
+        # clinic's admin may do, erases it with them.
+        to_delete, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        if all(may_delete(request.user, patient) for patient in objs):
+            perms_needed -= {model._meta.verbose_name for model in PATIENT_HISTORY}
+        return to_delete, counts, perms_needed, protected
 
     def has_deactivate_permission(self, request) -> bool:
         return self.has_change_permission(request) and may_delete(request.user)
