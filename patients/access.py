@@ -95,3 +95,9 @@ def may_delete(user, obj=None) -> bool:
     API's AdminsDelete); a global row is the operators'. Without an object: whether the
     user is an admin of any organization, i.e. may delete something."""
     return is_admin_of(user, obj)
+
+
+def may_change_settings(user, organization=None) -> bool:
+    """An organization's own settings (its name, its alert contact) are its admins' to
+    change; its staff see them. Without an organization: whether the user may change any."""
+    return is_admin_of(user, organization)

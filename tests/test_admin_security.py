@@ -492,6 +492,63 @@ def test_a_clinic_admin_deleting_a_patient_takes_their_history_along(client, cli
         assert not type(row).objects.filter(pk=row.pk).exists(), row
 
 
+def organization_form(organization, **overrides) -> dict:
+    data = {
+        "name": organization.name,
+        "slug": organization.slug,
+        "alert_channel": "",
+        "alert_address": "",
+    }
+    return {**data, **overrides}
+
+
+RENAMED = {
+    "name": "Renamed Clinic",
+    "slug": "renamed-clinic",
+    "alert_channel": "email",
+    "alert_address": "me@example.org",
+}
+
+
+def test_staff_see_their_clinics_settings_but_cannot_change_them(client, clinics):
+    url = reverse("admin:patients_organization_change", args=[clinics.ours.pk])
+    as_staff = logged_in(client, clinics.staff)
+
+    page = as_staff.get(url)
+    posted = as_staff.post(url, organization_form(clinics.ours, **RENAMED))
+
+    assert page.status_code == 200 and "Clinic A" in page.content.decode()
+    assert 'name="_save"' not in page.content.decode()  # shown, not editable
+    assert posted.status_code == 403
+    clinics.ours.refresh_from_db()
+    assert (clinics.ours.name, clinics.ours.alert_channel, clinics.ours.alert_address) == (
+        "Clinic A",
+        "",
+        "",
+    )
+
+
+def test_a_clinic_admin_changes_their_clinics_settings_only(client, clinics):
+    Membership.objects.create(user=clinics.head, organization=clinics.elsewhere)  # as staff
+    as_head = logged_in(client, clinics.head)
+
+    ours = as_head.post(
+        reverse("admin:patients_organization_change", args=[clinics.ours.pk]),
+        organization_form(clinics.ours, **RENAMED),
+    )
+    theirs = as_head.post(
+        reverse("admin:patients_organization_change", args=[clinics.elsewhere.pk]),
+        organization_form(clinics.elsewhere, **RENAMED),
+    )
+
+    assert (ours.status_code, theirs.status_code) == (302, 403)
+    clinics.ours.refresh_from_db()
+    clinics.elsewhere.refresh_from_db()
+    assert (clinics.ours.name, clinics.ours.alert_address) == ("Renamed Clinic", "me@example.org")
+    assert clinics.ours.slug == "clinic-a"  # the API's name for it: the operators'
+    assert clinics.elsewhere.name == "Clinic Elsewhere"
+
+
 # --- 14. Bounded inlines ----------------------------------------------------------------
 
 

@@ -15,7 +15,7 @@ from care_team.admin.scoping import (
     user_sees_everything,
 )
 from outreach.follow_ups import follow_up_schedule
-from patients.access import may_delete
+from patients.access import may_change_settings, may_delete
 from patients.inbox_links import inbox_path
 from patients.linking import link_qr_svg, link_token_create
 from patients.models import Contact, Membership, Organization, Patient
@@ -27,12 +27,28 @@ from scheduling.services import patient_deactivate, patient_reschedule
 
 @admin.register(Organization)
 class OrganizationAdmin(OrganizationScopedAdmin):
+    """Operators create and delete organizations; a clinic's admins change its settings
+    (its name, the alert contact told of missed doses); its staff see them, read-only."""
+
     list_display = ["name", "slug", "created_at"]
     prepopulated_fields = {"slug": ["name"]}
     search_fields = ["name", "slug"]
 
+    def get_readonly_fields(self, request, obj=None):
+        # The slug names the organization to the API and to create_provider, and is unique
+        # over all clinics (a clash would tell a member another clinic's slug exists).
+        return () if user_sees_everything(request) else ("slug",)
+
+    def get_prepopulated_fields(self, request, obj=None):
+        return self.prepopulated_fields if user_sees_everything(request) else {}
+
     def has_add_permission(self, request) -> bool:
         return user_sees_everything(request)
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return super().has_change_permission(request, obj) and may_change_settings(
+            request.user, obj
+        )
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return user_sees_everything(request)
