@@ -72,13 +72,32 @@ def organization_id_of(obj) -> int | None:
     return getattr(obj, f"{last}_id")
 
 
-def may_delete(user, obj=None) -> bool:
-    """Deleting a patient, template or contact is for an admin of its organization (the
-    API's AdminsDelete); a global row is the operators'. Without an object: whether the
-    user is an admin of any organization, i.e. may delete something."""
+def is_member(user) -> bool:
+    """Writing anything needs a membership (admin or staff) or operator rights (the API's
+    MembersWrite); what may be written is then limited to the user's organizations."""
+    return organization_ids(user) != []
+
+
+def is_admin_of(user, obj=None) -> bool:
+    """Whether the user is an admin of the object's organization (an operator is of all; a
+    global row, without an organization, is the operators'). Without an object: whether
+    they are an admin of any organization."""
     allowed = admin_organization_ids(user)
     if allowed is None:
         return True
     if obj is None:
         return bool(allowed)
     return organization_id_of(obj) in allowed
+
+
+def may_delete(user, obj=None) -> bool:
+    """Deleting a patient, template or contact is for an admin of its organization (the
+    API's AdminsDelete); a global row is the operators'. Without an object: whether the
+    user is an admin of any organization, i.e. may delete something."""
+    return is_admin_of(user, obj)
+
+
+def may_change_settings(user, organization=None) -> bool:
+    """An organization's own settings (its name, its alert contact) are its admins' to
+    change; its staff see them. Without an organization: whether the user may change any."""
+    return is_admin_of(user, organization)

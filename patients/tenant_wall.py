@@ -52,6 +52,7 @@ def wall_up(organization_ids: list[int] | None) -> None:
     listed = ",".join(str(int(pk)) for pk in organization_ids or [])
     with connection.cursor() as cursor:
         cursor.execute(f"SET ROLE {connection.ops.quote_name(settings.TENANT_WALL_ROLE)}")
+        connection.tenant_wall_up = True
         cursor.execute(
             "SELECT set_config('app.all_organizations', %s, false), "
             "set_config('app.organization_ids', %s, false)",
@@ -62,8 +63,11 @@ def wall_up(organization_ids: list[int] | None) -> None:
 def wall_down() -> None:
     """Back to the connecting user. Called after every request; a connection whose
     transaction broke cannot run it, and Django closes such a connection anyway."""
-    if not settings.TENANT_WALL_ENABLED or connection.connection is None:
-        return
+    if not getattr(connection, "tenant_wall_up", False):
+        return  # never raised on this connection: nothing to take down, no query
+    connection.tenant_wall_up = False
+    if connection.connection is None:
+        return  # closed since: a new connection starts as the plain user
     try:
         with connection.cursor() as cursor:
             cursor.execute("RESET ROLE")

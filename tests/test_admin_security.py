@@ -1,6 +1,7 @@
 """The admin's access rules (docs/security.md, items 1, 2, 4 and 14): lookups never name
 another clinic's objects, global templates are the operators', roles decide who manages
-memberships and who deletes, and a page never renders an unbounded list of rows."""
+memberships, who changes a clinic's settings, who deletes and who cancels, and a page
+never renders an unbounded list of rows."""
 
 import re
 from datetime import timedelta
@@ -336,11 +337,17 @@ def test_staff_see_no_delete_box_for_contacts_on_a_patients_page(client, clinics
     assert "contacts-0-DELETE" in logged_in(client, clinics.head).get(url).content.decode()
 
 
-def patient_actions(client) -> list[str]:
-    page = client.get(reverse("admin:patients_patient_changelist")).content.decode()
+def actions_offered(client, changelist: str) -> list[str]:
+    page = client.get(changelist).content.decode()
+    if 'name="action"' not in page:
+        return []
     return re.findall(
         r'<option value="(\w+)"', page.split('name="action"')[1].split("</select>")[0]
     )
+
+
+def patient_actions(client) -> list[str]:
+    return actions_offered(client, reverse("admin:patients_patient_changelist"))
 
 
 def test_patients_are_deactivated_by_clinic_admins_not_deleted_in_bulk(client, clinics):
@@ -389,6 +396,157 @@ def test_staff_can_neither_deactivate_nor_bulk_delete_patients(client, clinics):
         )
     clinics.patient.refresh_from_db()
     assert clinics.patient.opted_out_at is None
+
+
+def message_with_history(clinics) -> list:
+    """A message of our clinic, one of its deliveries and that delivery's attempt."""
+    message = message_schedule(patient=clinics.patient, content="x", starts_at=from_now(600))
+    now = timezone.now()
+    delivery = Delivery.objects.create(
+        message=message, occurrence_at=now, channel="telegram", next_attempt_at=now, expires_at=now
+    )
+    attempt = DeliveryAttempt.objects.create(
+        delivery=delivery, number=1, started_at=now, outcome="transient"
+    )
+    return [message, delivery, attempt]
+
+
+def admin_url(row, view: str, *args) -> str:
+    return reverse(f"admin:{row._meta.app_label}_{row._meta.model_name}_{view}", args=args)
+
+
+@pytest.mark.parametrize("who", ["staff", "head"])
+def test_members_cannot_delete_messages_deliveries_or_attempts(client, clinics, who):
+    rows = message_with_history(clinics)
+    as_member = logged_in(client, getattr(clinics, who))
+    for row in rows:
+        delete, changelist = admin_url(row, "delete", row.pk), admin_url(row, "changelist")
+        assert as_member.get(delete).status_code == 403, delete
+        assert as_member.post(delete, {"post": "yes"}).status_code == 403, delete
+        assert "delete_selected" not in actions_offered(as_member, changelist), changelist
+        as_member.post(
+            changelist, {"action": "delete_selected", "_selected_action": [row.pk], "post": "yes"}
+        )
+        page = as_member.get(admin_url(row, "change", row.pk)).content.decode()
+        assert 'class="deletelink"' not in page, row
+    for row in rows:
+        assert type(row).objects.filter(pk=row.pk).exists(), row
+    message, delivery, attempt = rows
+    for row in (delivery, attempt):  # history: read-only, also for a clinic's admin
+        page = as_member.get(admin_url(row, "change", row.pk)).content.decode()
+        assert 'name="_save"' not in page, row
+
+
+def test_an_operator_may_delete_messages_deliveries_and_attempts(admin_client, clinics):
+    for row in reversed(message_with_history(clinics)):  # the attempt first
+        response = admin_client.post(admin_url(row, "delete", row.pk), {"post": "yes"})
+        assert response.status_code == 302, row
+        assert not type(row).objects.filter(pk=row.pk).exists(), row
+
+
+@pytest.mark.parametrize("who", ["staff", "head"])
+def test_members_cancel_messages_in_the_admin_as_in_the_api(client, clinics, who):
+    user = getattr(clinics, who)
+    message = message_schedule(patient=clinics.patient, content="x", starts_at=from_now(600))
+    as_member = logged_in(client, user)
+    changelist = reverse("admin:scheduling_scheduledmessage_changelist")
+    assert "cancel_messages" in actions_offered(as_member, changelist)
+
+    response = as_member.post(
+        changelist, {"action": "cancel_messages", "_selected_action": [message.pk]}
+    )
+
+    assert response.status_code == 302
+    message.refresh_from_db()
+    assert message.status == MessageStatus.CANCELLED
+    assert message.status_reason == f"cancelled in the admin by user {user.pk}"
+
+
+def test_a_user_who_may_only_view_messages_cannot_cancel_them(client, clinics):
+    viewer = User.objects.create_user("vera-viewer", is_staff=True)
+    viewer.user_permissions.set(Permission.objects.filter(codename="view_scheduledmessage"))
+    Membership.objects.create(user=viewer, organization=clinics.ours)
+    message = message_schedule(patient=clinics.patient, content="x", starts_at=from_now(600))
+    as_viewer = logged_in(client, viewer)
+    changelist = reverse("admin:scheduling_scheduledmessage_changelist")
+
+    assert "cancel_messages" not in actions_offered(as_viewer, changelist)
+    as_viewer.post(changelist, {"action": "cancel_messages", "_selected_action": [message.pk]})
+
+    message.refresh_from_db()
+    assert message.status == MessageStatus.ACTIVE
+
+
+def test_a_clinic_admin_deleting_a_patient_takes_their_history_along(client, clinics):
+    """Erasing a patient is the clinic admin's decision (item 4); their messages, deliveries
+    and attempts, read-only on their own, go with them."""
+    rows = message_with_history(clinics)
+    url = reverse("admin:patients_patient_delete", args=[clinics.patient.pk])
+    assert logged_in(client, clinics.staff).post(url, {"post": "yes"}).status_code == 403
+
+    response = logged_in(client, clinics.head).post(url, {"post": "yes"})
+
+    assert response.status_code == 302
+    assert not Patient.objects.filter(pk=clinics.patient.pk).exists()
+    for row in rows:
+        assert not type(row).objects.filter(pk=row.pk).exists(), row
+
+
+def organization_form(organization, **overrides) -> dict:
+    data = {
+        "name": organization.name,
+        "slug": organization.slug,
+        "alert_channel": "",
+        "alert_address": "",
+    }
+    return {**data, **overrides}
+
+
+RENAMED = {
+    "name": "Renamed Clinic",
+    "slug": "renamed-clinic",
+    "alert_channel": "email",
+    "alert_address": "me@example.org",
+}
+
+
+def test_staff_see_their_clinics_settings_but_cannot_change_them(client, clinics):
+    url = reverse("admin:patients_organization_change", args=[clinics.ours.pk])
+    as_staff = logged_in(client, clinics.staff)
+
+    page = as_staff.get(url)
+    posted = as_staff.post(url, organization_form(clinics.ours, **RENAMED))
+
+    assert page.status_code == 200 and "Clinic A" in page.content.decode()
+    assert 'name="_save"' not in page.content.decode()  # shown, not editable
+    assert posted.status_code == 403
+    clinics.ours.refresh_from_db()
+    assert (clinics.ours.name, clinics.ours.alert_channel, clinics.ours.alert_address) == (
+        "Clinic A",
+        "",
+        "",
+    )
+
+
+def test_a_clinic_admin_changes_their_clinics_settings_only(client, clinics):
+    Membership.objects.create(user=clinics.head, organization=clinics.elsewhere)  # as staff
+    as_head = logged_in(client, clinics.head)
+
+    ours = as_head.post(
+        reverse("admin:patients_organization_change", args=[clinics.ours.pk]),
+        organization_form(clinics.ours, **RENAMED),
+    )
+    theirs = as_head.post(
+        reverse("admin:patients_organization_change", args=[clinics.elsewhere.pk]),
+        organization_form(clinics.elsewhere, **RENAMED),
+    )
+
+    assert (ours.status_code, theirs.status_code) == (302, 403)
+    clinics.ours.refresh_from_db()
+    clinics.elsewhere.refresh_from_db()
+    assert (clinics.ours.name, clinics.ours.alert_address) == ("Renamed Clinic", "me@example.org")
+    assert clinics.ours.slug == "clinic-a"  # the API's name for it: the operators'
+    assert clinics.elsewhere.name == "Clinic Elsewhere"
 
 
 # --- 14. Bounded inlines ----------------------------------------------------------------

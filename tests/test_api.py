@@ -908,6 +908,35 @@ def test_updating_contacts_keeps_the_blocked_state_which_is_read_only(api, patie
     assert not patient.contacts.exists()
 
 
+def test_staff_add_and_change_contacts_but_only_admins_remove_them(api, staff_api, patient):
+    contact = patient.contacts.get()
+    url = f"{API}/patients/{patient.pk}/"
+    sms = {"channel": "sms", "address": "+15551234567"}
+
+    refused = [
+        staff_api.patch(url, {"contacts": []}, format="json"),
+        staff_api.patch(url, {"name": "Renamed", "contacts": [sms]}, format="json"),
+        staff_api.put(url, {"name": "Renamed", "contacts": [sms]}, format="json"),
+    ]
+
+    for response in refused:
+        assert response.status_code == 403, response.content
+        detail = response.json()["detail"]
+        assert "Only an admin of the organization may remove a patient's contacts" in detail
+        assert f"telegram contact {contact.pk}" in detail and contact.address not in detail
+    patient.refresh_from_db()
+    assert patient.name != "Renamed" and list(patient.contacts.all()) == [contact]
+
+    kept = {"channel": "telegram", "address": contact.address, "verified": False}
+    changed = staff_api.patch(url, {"contacts": [kept, sms]}, format="json")
+    assert changed.status_code == 200, changed.content
+    contact.refresh_from_db()
+    assert contact.verified_at is None and patient.contacts.count() == 2
+
+    assert api.patch(url, {"contacts": [sms]}, format="json").status_code == 200
+    assert list(patient.contacts.values_list("channel", flat=True)) == ["sms"]
+
+
 def test_a_new_patient_zone_reschedules_their_messages(api, patient):
     message = scheduled(patient, recurrence="FREQ=DAILY;BYHOUR=8;BYMINUTE=0")
     response = api.patch(f"{API}/patients/{patient.pk}/", {"timezone": "Asia/Tokyo"}, format="json")

@@ -8,6 +8,7 @@ from django.utils.safestring import mark_safe
 from care_team.admin.inlines import LatestRowsInline
 from care_team.admin.scoping import ORGANIZATION_FILTER, OrganizationScopedAdmin
 from channels_app.content import validate_content
+from patients.access import is_member, is_operator
 from scheduling.history import audit_lines, delivery_history
 from scheduling.models import Delivery, DeliveryAttempt, MessageStatus, ScheduledMessage
 from scheduling.occurrences import message_preview
@@ -23,6 +24,15 @@ from scheduling.services import (
     message_send_now,
     validate_recurrence,
 )
+
+
+class OperatorsDelete:
+    """Messages, deliveries and attempts are the record of what a patient was sent: as in
+    the API, which cancels a message and keeps its deliveries, a member never deletes one
+    (a clinic's admin erases them only with their patient). Operators still may."""
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return super().has_delete_permission(request, obj) and is_operator(request.user)
 
 
 class ReadOnlyInline(LatestRowsInline):
@@ -103,7 +113,7 @@ class ScheduledMessageForm(forms.ModelForm):
 
 
 @admin.register(ScheduledMessage)
-class ScheduledMessageAdmin(OrganizationScopedAdmin):
+class ScheduledMessageAdmin(OperatorsDelete, OrganizationScopedAdmin):
     form = ScheduledMessageForm
     list_display = ["id", "patient", "organization", "channel", "status", "next_run_at",
                     "recurrence", "priority"]  # fmt: skip
@@ -153,7 +163,12 @@ class ScheduledMessageAdmin(OrganizationScopedAdmin):
             or "no further occurrences"
         )
 
-    @admin.action(description="Cancel the selected messages")
+    def has_cancel_permission(self, request) -> bool:
+        # The API lets every member cancel (MembersWrite); the admin also asks for its own
+        # write permission, so an account given only the view permission stays read-only.
+        return self.has_change_permission(request) and is_member(request.user)
+
+    @admin.action(description="Cancel the selected messages", permissions=["cancel"])
     def cancel_messages(self, request, queryset) -> None:
         active = queryset.exclude(status=MessageStatus.CANCELLED)
         for message in active:
@@ -192,7 +207,7 @@ class ScheduledMessageAdmin(OrganizationScopedAdmin):
 
 
 @admin.register(Delivery)
-class DeliveryAdmin(OrganizationScopedAdmin):
+class DeliveryAdmin(OperatorsDelete, OrganizationScopedAdmin):
     list_display = ["id", "message", "channel", "status", "occurrence_at", "attempts",
                     "sent_at", "error_code"]  # fmt: skip
     list_filter = ["status", "channel", "error_code"]
@@ -230,10 +245,9 @@ class DeliveryAdmin(OrganizationScopedAdmin):
 
 
 @admin.register(DeliveryAttempt)
-class DeliveryAttemptAdmin(OrganizationScopedAdmin):
+class DeliveryAttemptAdmin(OperatorsDelete, OrganizationScopedAdmin):
     """Every attempt of a delivery, behind its page's latest ones; written by the workers
-    only. Deleting follows the model permissions, as for deliveries: a patient's deletion
-    takes their attempts along."""
+    only, read-only for everyone, deleted by operators (or with their patient)."""
 
     list_display = ["id", "delivery", "number", "started_at", "outcome", "error_code"]
     list_filter = ["outcome"]

@@ -15,23 +15,40 @@ from care_team.admin.scoping import (
     user_sees_everything,
 )
 from outreach.follow_ups import follow_up_schedule
-from patients.access import may_delete
+from patients.access import may_change_settings, may_delete
 from patients.inbox_links import inbox_path
 from patients.linking import link_qr_svg, link_token_create
 from patients.models import Contact, Membership, Organization, Patient
 from scheduling.adherence import patient_adherence
 from scheduling.history import audit_lines
+from scheduling.models import Delivery, DeliveryAttempt, ScheduledMessage
 from scheduling.services import patient_deactivate, patient_reschedule
 
 
 @admin.register(Organization)
 class OrganizationAdmin(OrganizationScopedAdmin):
+    """Operators create and delete organizations; a clinic's admins change its settings
+    (its name, the alert contact told of missed doses); its staff see them, read-only."""
+
     list_display = ["name", "slug", "created_at"]
     prepopulated_fields = {"slug": ["name"]}
     search_fields = ["name", "slug"]
 
+    def get_readonly_fields(self, request, obj=None):
+        # The slug names the organization to the API and to create_provider, and is unique
+        # over all clinics (a clash would tell a member another clinic's slug exists).
+        return () if user_sees_everything(request) else ("slug",)
+
+    def get_prepopulated_fields(self, request, obj=None):
+        return self.prepopulated_fields if user_sees_everything(request) else {}
+
     def has_add_permission(self, request) -> bool:
         return user_sees_everything(request)
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return super().has_change_permission(request, obj) and may_change_settings(
+            request.user, obj
+        )
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return user_sees_everything(request)
@@ -72,6 +89,9 @@ class ContactInline(LatestRowsInline):
         return super().has_delete_permission(request, obj) and may_delete(request.user, obj)
 
 
+PATIENT_HISTORY = (ScheduledMessage, Delivery, DeliveryAttempt)
+
+
 @admin.register(Patient)
 class PatientAdmin(OrganizationScopedAdmin):
     list_display = ["name", "organization", "timezone", "preferred_channel", "opted_out_at"]
@@ -90,6 +110,15 @@ class PatientAdmin(OrganizationScopedAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return super().has_delete_permission(request, obj) and may_delete(request.user, obj)
+
+    def get_deleted_objects(self, objs, request):
+        # A patient's messages, deliveries and attempts are read-only history that no
+        # member deletes on its own (OperatorsDelete); erasing the patient, which their
+        # clinic's admin may do, erases it with them.
+        to_delete, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        if all(may_delete(request.user, patient) for patient in objs):
+            perms_needed -= {model._meta.verbose_name for model in PATIENT_HISTORY}
+        return to_delete, counts, perms_needed, protected
 
     def has_deactivate_permission(self, request) -> bool:
         return self.has_change_permission(request) and may_delete(request.user)

@@ -13,7 +13,7 @@ from rest_framework.permissions import SAFE_METHODS, BasePermission
 from rest_framework.serializers import as_serializer_error
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from patients.access import admin_organization_ids, organization_ids
+from patients.access import admin_organization_ids, is_member
 
 
 class StrictCharField(serializers.CharField):
@@ -85,7 +85,7 @@ class MembersWrite(BasePermission):
     def has_permission(self, request, view) -> bool:
         if not (request.user and request.user.is_authenticated):
             return False
-        return request.method in SAFE_METHODS or organization_ids(request.user) != []
+        return request.method in SAFE_METHODS or is_member(request.user)
 
 
 class AdminsDelete(BasePermission):

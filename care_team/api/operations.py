@@ -11,13 +11,13 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from zoneinfo import ZoneInfo
 
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.db.models import Count, Prefetch, Q, QuerySet
 from django.utils import timezone
 
 from channels_app.content import validate_content
-from patients.access import organization_ids, scoped
+from patients.access import may_delete, organization_ids, scoped
 from patients.models import Contact, Organization, Patient
 from scheduling.creation import MessageRequest, message_create, message_timing
 from scheduling.message_templates import DEFAULT_TEMPLATES
@@ -298,9 +298,11 @@ def messages_bulk(
 
 
 @transaction.atomic
-def patient_save(patient: Patient, fields: dict, *, contacts: list[dict] | None) -> Patient:
-    """Creates or changes a patient; `contacts`, when given, replaces their contacts. A
-    new time zone or quiet hours reschedule their pending messages, as in the admin."""
+def patient_save(patient: Patient, fields: dict, *, contacts: list[dict] | None, actor) -> Patient:
+    """Creates or changes a patient; `contacts`, when given, replaces their contacts (a
+    contact left out is removed, which only an admin of the organization may do: else
+    PermissionDenied and nothing is saved). A new time zone or quiet hours reschedule
+    their pending messages, as in the admin."""
     before = None
     if patient.pk is not None:
         before = (patient.timezone, patient.quiet_hours_start, patient.quiet_hours_end)
@@ -308,7 +310,7 @@ def patient_save(patient: Patient, fields: dict, *, contacts: list[dict] | None)
         setattr(patient, name, value)
     patient.save()
     if contacts is not None:
-        _contacts_replace(patient, contacts)
+        _contacts_replace(patient, contacts, actor=actor)
     if before is not None and before != (
         patient.timezone,
         patient.quiet_hours_start,
@@ -318,9 +320,19 @@ def patient_save(patient: Patient, fields: dict, *, contacts: list[dict] | None)
     return patient
 
 
-def _contacts_replace(patient: Patient, wanted: list[dict]) -> None:
+def _contacts_replace(patient: Patient, wanted: list[dict], *, actor) -> None:
     """Contacts kept by channel and address, so their blocked state and history stay."""
     existing = {(c.channel, c.address): c for c in patient.contacts.all()}
+    listed = {(item["channel"], item["address"]) for item in wanted}
+    left_out = [contact for key, contact in existing.items() if key not in listed]
+    if left_out and not may_delete(actor, patient):
+        # As in the admin, removing a contact is for the clinic's admins. Only what is
+        # removed here is checked: a contact added meanwhile was not read, so it stays.
+        named = ", ".join(f"{c.channel} contact {c.pk}" for c in left_out)
+        raise PermissionDenied(
+            "Only an admin of the organization may remove a patient's contacts; this list "
+            f"leaves out {named}. List every current contact to keep it."
+        )
     now = timezone.now()
     for item in wanted:
         key = (item["channel"], item["address"])

@@ -215,7 +215,11 @@ class PatientSerializer(StrictModelSerializer):
         help_text="Required only for a user in several organizations; else theirs.",
     )
     contacts = ContactSerializer(
-        many=True, required=False, help_text="When given, replaces the patient's contacts."
+        many=True,
+        required=False,
+        help_text="When given, replaces the patient's contacts (each kept by channel and "
+        "address). Leaving a contact out removes it, which only an admin of the "
+        "organization may do: for staff that is a 403 and nothing is saved.",
     )
     active = serializers.SerializerMethodField()
     quiet_hours_start = ClockTimeField(
@@ -298,7 +302,9 @@ class PatientSerializer(StrictModelSerializer):
     def _save(self, patient: Patient, data: dict) -> Patient:
         contacts = data.pop("contacts", None)
         try:
-            return operations.patient_save(patient, data, contacts=contacts)
+            return operations.patient_save(
+                patient, data, contacts=contacts, actor=self.context["request"].user
+            )
         except IntegrityError as error:  # a concurrent request took an address meanwhile
             raise serializers.ValidationError({"contacts": ["An address is in use."]}) from error
 

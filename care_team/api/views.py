@@ -76,7 +76,16 @@ class ScopedViewSet(AuditActorMixin, viewsets.ModelViewSet):
             wall_up(organization_ids(request.user))
 
 
+PATIENT_CHANGE = (
+    "A `contacts` list replaces the patient's contacts: a contact it leaves out is removed, "
+    "which only an admin of the organization may do; for staff that is a 403 naming the "
+    "contacts left out, and nothing is saved."
+)
+
+
 @extend_schema_view(
+    update=extend_schema(summary="Change a patient", description=PATIENT_CHANGE),
+    partial_update=extend_schema(summary="Change a patient", description=PATIENT_CHANGE),
     destroy=extend_schema(
         summary="Deactivate a patient (admins only)",
         description="The patient gets no more messages (as if opted out) and their pending "
