@@ -154,22 +154,45 @@ class Patient(models.Model):
         return zoneinfo.ZoneInfo(self.timezone)
 
 
+class VerifiedVia(models.TextChoices):
+    TELEGRAM_LINK = "telegram_link", "The patient opened their Telegram link"
+    CARE_TEAM = "care_team", "Confirmed by the care team"
+
+
 class Contact(models.Model):
-    """Where a patient can be reached on one channel: a Telegram chat id, a phone number."""
+    """Where a patient can be reached on one channel: a Telegram chat id, a phone number.
+
+    Messages go only to a verified contact (patients.contacts says how one becomes
+    verified). The same address may belong to patients of several organizations: a
+    clinic never learns that another one has it."""
 
     patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="contacts")
     channel = models.CharField(max_length=16, choices=Channel.choices)
     address = models.CharField(max_length=255)
     verified_at = models.DateTimeField(null=True, blank=True)
+    verified_via = models.CharField(max_length=16, choices=VerifiedVia.choices, blank=True)
+    verified_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="Who in the care team confirmed it.",
+    )
     blocked_at = models.DateTimeField(null=True, blank=True)
     blocked_reason = models.CharField(max_length=255, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["channel", "address"], name="contact_unique_address")
+            models.UniqueConstraint(
+                fields=["patient", "channel", "address"], name="contact_unique_per_patient"
+            )
         ]
-        indexes = [models.Index(fields=["patient", "channel"])]
+        indexes = [
+            models.Index(fields=["patient", "channel"]),
+            models.Index(fields=["channel", "address"], name="contact_address_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.get_channel_display()} contact #{self.pk}"

@@ -36,7 +36,12 @@ logger = logging.getLogger(__name__)
 
 
 def reachable_contact(patient: Patient, channel: str) -> Contact | None:
-    return patient.contacts.filter(channel=channel, blocked_at__isnull=True).order_by("id").first()
+    """The contact a message on the channel goes to: verified (patients.contacts) and not
+    blocked. An address the care team typed and nobody confirmed is never written to."""
+    usable = patient.contacts.filter(
+        channel=channel, blocked_at__isnull=True, verified_at__isnull=False
+    )
+    return usable.order_by("id").first()
 
 
 def channel_order(patient: Patient) -> list[str]:
@@ -52,7 +57,9 @@ def choose_channel(patient: Patient, requested: str | None) -> str:
         if requested not in Channel.values:
             raise ValidationError({"channel": f"{requested!r} is not a channel."})
         if requested in ADDRESSED_CHANNELS and reachable_contact(patient, requested) is None:
-            raise ValidationError({"channel": f"The patient has no unblocked {requested} contact."})
+            raise ValidationError(
+                {"channel": f"The patient has no verified, unblocked {requested} contact."}
+            )
         return requested
     usable = set(
         patient.contacts.filter(blocked_at__isnull=True, verified_at__isnull=False).values_list(

@@ -7,6 +7,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
+from care_team.admin.contact_form import ContactForm
 from care_team.admin.outreach_admin import CheckInPlanInline, FollowUpStateInline
 from care_team.admin.scoping import (
     ORGANIZATION_FILTER,
@@ -14,6 +15,7 @@ from care_team.admin.scoping import (
     user_sees_everything,
 )
 from outreach.follow_ups import follow_up_schedule
+from patients.contacts import contact_confirm
 from patients.inbox_links import inbox_path
 from patients.linking import link_qr_svg, link_token_create
 from patients.models import Contact, Membership, Organization, Patient
@@ -45,10 +47,15 @@ class MembershipAdmin(OrganizationScopedAdmin):
         return user_sees_everything(request)  # memberships are the operators' to manage
 
 
+VERIFICATION_FIELDS = ["verified_at", "verified_via", "verified_by"]
+
+
 class ContactInline(admin.TabularInline):
     model = Contact
+    form = ContactForm
     extra = 0
-    fields = ["channel", "address", "verified_at", "blocked_at", "blocked_reason"]
+    fields = ["channel", "address", "confirm", *VERIFICATION_FIELDS, "blocked_at", "blocked_reason"]
+    readonly_fields = VERIFICATION_FIELDS
 
 
 @admin.register(Patient)
@@ -106,6 +113,10 @@ class PatientAdmin(OrganizationScopedAdmin):
             return "-"
         return format_html('<a href="{0}" target="_blank">{0}</a>', inbox_path(obj))
 
+    def save_formset(self, request, form, formset, change) -> None:
+        super().save_formset(request, form, formset, change)
+        confirm_ticked_contacts(request, formset)
+
     def save_model(self, request, obj, form, change) -> None:
         super().save_model(request, obj, form, change)
         timing = {"timezone", "quiet_hours_start", "quiet_hours_end"} & set(form.changed_data)
@@ -116,9 +127,36 @@ class PatientAdmin(OrganizationScopedAdmin):
 
 @admin.register(Contact)
 class ContactAdmin(OrganizationScopedAdmin):
+    form = ContactForm
     list_display = ["id", "patient", "channel", "verified_at", "blocked_at", "blocked_reason"]
     list_filter = ["channel", ("blocked_at", admin.EmptyFieldListFilter)]
     raw_id_fields = ["patient"]
+    readonly_fields = VERIFICATION_FIELDS
+    actions = ["confirm_contacts"]
+
+    @admin.action(
+        description="Confirm the selected contacts (checked with the patient)",
+        permissions=["change"],
+    )
+    def confirm_contacts(self, request, queryset):
+        confirmed = sum(contact_confirm(c, actor=request.user) for c in queryset)
+        self.message_user(request, f"{confirmed} contact(s) confirmed by you, now.")
+
+    def save_model(self, request, obj, form, change) -> None:
+        super().save_model(request, obj, form, change)
+        if form.cleaned_data.get("confirm"):
+            contact_confirm(obj, actor=request.user)
+
+
+def confirm_ticked_contacts(request, formset) -> None:
+    """The contacts whose "Confirmed with the patient" box was ticked, confirmed by the
+    user (the patient page's contact inline)."""
+    if formset.model is not Contact:
+        return
+    for form in formset.forms:
+        ticked = getattr(form, "cleaned_data", {}).get("confirm")
+        if ticked and not form.cleaned_data.get("DELETE") and form.instance.pk is not None:
+            contact_confirm(form.instance, actor=request.user)
 
 
 def adherence_lines(patient: Patient) -> str:

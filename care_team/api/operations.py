@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from channels_app.content import validate_content
 from patients.access import organization_ids, scoped
+from patients.contacts import contact_unverify
 from patients.models import Contact, Organization, Patient
 from scheduling.creation import MessageRequest, message_create, message_timing
 from scheduling.message_templates import DEFAULT_TEMPLATES
@@ -318,16 +319,16 @@ def patient_save(patient: Patient, fields: dict, *, contacts: list[dict] | None)
 
 
 def _contacts_replace(patient: Patient, wanted: list[dict]) -> None:
-    """Contacts kept by channel and address, so their blocked state and history stay."""
+    """Contacts kept by channel and address, so their blocked state, verification and
+    history stay; a new address is a new, unverified contact."""
     existing = {(c.channel, c.address): c for c in patient.contacts.all()}
-    now = timezone.now()
     for item in wanted:
         key = (item["channel"], item["address"])
         contact = existing.pop(key, None) or Contact(
             patient=patient, channel=key[0], address=key[1]
         )
-        if "verified_at" in item:  # `verified`: true keeps or sets the time, false clears it
-            contact.verified_at = (contact.verified_at or now) if item["verified_at"] else None
+        if item.get("verified_at") is False:  # `verified`: false clears it, true only keeps it
+            contact_unverify(contact)
         contact.save()
     for contact in existing.values():
         contact.delete()

@@ -5,8 +5,9 @@ handle_text is the one way in: it finds the patient by the sender's contact, not
 interaction, runs the command through the scheduling services and returns the reply in
 the patient's language (None: say nothing). Unknown senders learn nothing about any
 patient: Telegram chats get a short explanation, WhatsApp and SMS senders no answer.
-STOP and START (and their Twilio siblings) are honoured from any contact of the patient;
-every other command needs a verified one.
+STOP (and its Twilio siblings) is honoured from any contact, for every patient the
+address belongs to; START and every other command need a verified contact, and act for
+the patient whose contact there was verified last (patients.contacts).
 """
 
 import logging
@@ -21,6 +22,7 @@ from django.utils import timezone
 
 from outreach.follow_ups import note_patient_wrote, set_follow_ups, state_for
 from patients.audit import record_action
+from patients.contacts import acting_contact, contacts_at
 from patients.linking import LinkOutcome, link_chat
 from patients.models import Channel, Contact, Patient
 from patients.texts import say
@@ -87,24 +89,30 @@ def handle_text(
     command = parse_command(storable_text(text), channel)
     if channel == Channel.TELEGRAM and command.name == "start" and command.args:
         return _link(command.args, address, surface, language_hint, now)
-    contact = (
-        Contact.objects.select_related("patient").filter(channel=channel, address=address).first()
-    )
+    contacts = contacts_at(channel, address)
+    contact = acting_contact(contacts)
+    if contact is not None:
+        Patient.objects.filter(pk=contact.patient_id).update(last_interaction_at=now)
+        note_patient_wrote(contact.patient_id, now)
+        # Only names we know: the first word of free text is what the patient wrote.
+        known = command.name if command.name in KNOWN_COMMANDS else "other"
+        logger.info("patient %s: command %s on %s", contact.patient_id, known, channel)
+    if contacts and _is_opt_out(command, channel):
+        # Whoever holds the address may stop what is sent to it, verified or not, for
+        # every patient it belongs to.
+        replies = [stop(c.patient, surface, now) for c in contacts]
+        return replies[contacts.index(contact)] if contact is not None else replies[0]
     if contact is None:
+        if contacts:
+            unverified = [c.pk for c in contacts]
+            logger.info("contacts %s are not verified: only stop is honoured", unverified)
         return say("unknown_chat", language_hint) if channel == Channel.TELEGRAM else None
     patient = contact.patient
-    Patient.objects.filter(pk=patient.pk).update(last_interaction_at=now)
-    note_patient_wrote(patient.pk, now)
-    # Only names we know: the first word of free text is what the patient wrote.
-    known = command.name if command.name in KNOWN_COMMANDS else "other"
-    logger.info("patient %s: command %s on %s", patient.pk, known, channel)
-    if _is_opt_out(command, channel):
-        return stop(patient, surface, now)
     if _is_opt_in(command, channel):
-        return start(patient, contact, surface)
-    if contact.verified_at is None:
-        logger.info("contact %s is not verified: only stop and start are honoured", contact.pk)
-        return say("unknown_chat", language_hint) if channel == Channel.TELEGRAM else None
+        # Opting back in takes a verified contact: a stranger's number must not restart
+        # a patient's messages. Every patient verified at this address is resumed.
+        replies = {c.pk: start(c.patient, c, surface) for c in contacts if c.verified_at}
+        return replies[contact.pk]
     return run_command(patient, command, surface, now)
 
 
@@ -115,8 +123,7 @@ def storable_text(text: str) -> str:
 
 def handle_other(*, channel: str, address: str, language_hint: str = "") -> str | None:
     """A message without text (a photo, a voice message)."""
-    contact = Contact.objects.select_related("patient").filter(channel=channel, address=address)
-    contact = contact.first()
+    contact = acting_contact(contacts_at(channel, address))
     if contact is None:
         return say("unknown_chat", language_hint) if channel == Channel.TELEGRAM else None
     Patient.objects.filter(pk=contact.patient_id).update(last_interaction_at=timezone.now())
