@@ -121,6 +121,9 @@ class Patient(models.Model):
     quiet_hours_end = models.TimeField(
         null=True, blank=True, help_text="Local time at which sending resumes, e.g. 07:00."
     )
+    deactivated_at = models.DateTimeField(
+        null=True, blank=True, help_text="Set when the care team deactivated the patient."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -221,6 +224,30 @@ class LinkToken(models.Model):
 
     def __str__(self) -> str:
         return f"Link token #{self.pk}"
+
+
+class InboxLink(models.Model):
+    """The patient's web inbox link (patients.inbox_links): a random secret of which only
+    the hash is kept; it expires, and a newer link or a revocation ends it."""
+
+    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="inbox_links")
+    token_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    expires_at = models.DateTimeField()
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(
+                fields=["patient"], name="inbox_link_live_idx", condition=Q(revoked_at__isnull=True)
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Inbox link #{self.pk}"
 
 
 class InboundUpdate(models.Model):

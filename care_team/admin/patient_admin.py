@@ -4,7 +4,7 @@ from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.template.response import TemplateResponse
 from django.utils import timezone
-from django.utils.html import format_html, format_html_join
+from django.utils.html import format_html_join
 from django.utils.safestring import mark_safe
 
 from care_team.admin.contact_form import ContactForm
@@ -16,7 +16,7 @@ from care_team.admin.scoping import (
 )
 from outreach.follow_ups import follow_up_schedule
 from patients.contacts import contact_confirm
-from patients.inbox_links import inbox_path
+from patients.inbox_links import inbox_link_issue, inbox_link_state, inbox_links_revoke
 from patients.linking import link_qr_svg, link_token_create
 from patients.models import Contact, Membership, Organization, Patient
 from scheduling.adherence import patient_adherence
@@ -64,8 +64,19 @@ class PatientAdmin(OrganizationScopedAdmin):
     list_filter = [ORGANIZATION_FILTER, "preferred_channel", "timezone"]
     search_fields = ["name"]
     inlines = [ContactInline, CheckInPlanInline, FollowUpStateInline]
-    readonly_fields = ["inbox_link", "adherence", "last_interaction_at", "audit_trail"]
-    actions = ["create_telegram_links", "follow_up_in_24_hours"]
+    readonly_fields = [
+        "inbox_link",
+        "adherence",
+        "last_interaction_at",
+        "deactivated_at",
+        "audit_trail",
+    ]
+    actions = [
+        "create_telegram_links",
+        "issue_inbox_links",
+        "revoke_inbox_links",
+        "follow_up_in_24_hours",
+    ]
 
     @admin.action(
         description="Follow up with the selected patients in 24 hours", permissions=["change"]
@@ -103,15 +114,45 @@ class PatientAdmin(OrganizationScopedAdmin):
         # Admin pages are never cached (no-store), so the links stay on this screen only.
         return TemplateResponse(request, "admin/patients/telegram_links.html", context)
 
+    @admin.action(
+        description="Issue new web inbox links for the selected patients (old links stop)",
+        permissions=["change"],
+    )
+    def issue_inbox_links(self, request, queryset):
+        # Only the hash is stored: the link is shown on this page once, never again.
+        rows, refused = [], []
+        for patient in queryset[:50]:
+            try:
+                link = inbox_link_issue(patient=patient, actor=request.user)
+            except ValidationError as exc:
+                refused.append(f"{patient}: {' '.join(exc.messages)}")
+                continue
+            rows.append((patient, request.build_absolute_uri(link.path), link.expires_at))
+        for reason in refused:
+            self.message_user(request, reason, level=messages.WARNING)
+        context = self.admin_site.each_context(request)
+        context.update(rows=rows, title="Web inbox links", opts=self.model._meta)
+        return TemplateResponse(request, "admin/patients/inbox_links.html", context)
+
+    @admin.action(
+        description="Revoke the selected patients' web inbox links", permissions=["change"]
+    )
+    def revoke_inbox_links(self, request, queryset):
+        revoked = sum(inbox_links_revoke(patient=p, actor=request.user) for p in queryset)
+        self.message_user(request, f"{revoked} web inbox link(s) revoked.")
+
     @admin.display(description="Audit trail")
     def audit_trail(self, obj: Patient) -> str:
         return audit_lines(obj)
 
-    @admin.display(description="Web inbox link (send it to the patient)")
+    @admin.display(description="Web inbox link")
     def inbox_link(self, obj: Patient) -> str:
-        if obj.pk is None:
-            return "-"
-        return format_html('<a href="{0}" target="_blank">{0}</a>', inbox_path(obj))
+        link = inbox_link_state(obj) if obj.pk is not None else None
+        if link is None:
+            return "None. Use the action *Issue new web inbox links* to make one."
+        return (
+            f"Issued {link.created_at:%Y-%m-%d %H:%M}, expires {link.expires_at:%Y-%m-%d %H:%M} UTC"
+        )
 
     def save_formset(self, request, form, formset, change) -> None:
         super().save_formset(request, form, formset, change)

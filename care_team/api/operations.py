@@ -19,6 +19,7 @@ from django.utils import timezone
 from channels_app.content import validate_content
 from patients.access import organization_ids, scoped
 from patients.contacts import contact_unverify
+from patients.inbox_links import inbox_links_revoke
 from patients.models import Contact, Organization, Patient
 from scheduling.creation import MessageRequest, message_create, message_timing
 from scheduling.message_templates import DEFAULT_TEMPLATES
@@ -336,11 +337,14 @@ def _contacts_replace(patient: Patient, wanted: list[dict]) -> None:
 
 @transaction.atomic
 def patient_deactivate(patient: Patient, *, actor) -> None:
-    """The API's delete: the patient gets no more messages (as if opted out) and their
-    pending ones are cancelled; the patient, the deliveries and the trail are kept."""
-    if patient.opted_out_at is None:
-        patient.opted_out_at = timezone.now()
-        patient.save(update_fields=["opted_out_at", "updated_at"])
+    """The API's delete: the patient gets no more messages (as if opted out), their
+    pending ones are cancelled and their inbox link stops working; the patient, the
+    deliveries and the trail are kept."""
+    now = timezone.now()
+    patient.opted_out_at = patient.opted_out_at or now
+    patient.deactivated_at = patient.deactivated_at or now
+    patient.save(update_fields=["opted_out_at", "deactivated_at", "updated_at"])
+    inbox_links_revoke(patient=patient, actor=actor)
     pending = patient.scheduled_messages.filter(status__in=EDITABLE_STATUSES)
     for message in pending:
         message_cancel_by(message, actor=actor)

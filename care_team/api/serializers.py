@@ -262,7 +262,7 @@ class PatientSerializer(StrictModelSerializer):
         read_only_fields = ["opted_out_at", "created_at", "updated_at"]
 
     def get_active(self, patient: Patient) -> bool:
-        return patient.opted_out_at is None
+        return patient.opted_out_at is None and patient.deactivated_at is None
 
     def validate_organization(self, organization: Organization) -> Organization:
         if self.instance is not None and organization.pk != self.instance.organization_id:

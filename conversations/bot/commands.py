@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
@@ -23,6 +24,7 @@ from django.utils import timezone
 from outreach.follow_ups import note_patient_wrote, set_follow_ups, state_for
 from patients.audit import record_action
 from patients.contacts import acting_contact, contacts_at
+from patients.inbox_links import inbox_link_issue
 from patients.linking import LinkOutcome, link_chat
 from patients.models import Channel, Contact, Patient
 from patients.texts import say
@@ -43,8 +45,8 @@ HELP_WORDS = frozenset({"help", "info"})
 # Paused by /stop: only these are resumed by /start, not those the care team paused.
 OPT_OUT_REASON = "paused: the patient opted out of all messages"
 KNOWN_COMMANDS = frozenset(
-    {"schedule", "scheduled", "list", "cancel_schedule", "start", "followups", *OPT_OUT_WORDS,
-     *OPT_IN_WORDS, *HELP_WORDS}
+    {"schedule", "scheduled", "list", "cancel_schedule", "start", "followups", "inbox",
+     *OPT_OUT_WORDS, *OPT_IN_WORDS, *HELP_WORDS}
 )  # fmt: skip
 MAX_PHRASE_WORDS = 16  # the longest phrase the parser reads has about 12 words
 MAX_TEXT_LENGTH = 4096
@@ -156,6 +158,8 @@ def run_command(patient: Patient, command: Command, surface: Surface, now: datet
         return cancel(patient, command.args, surface)
     if name == "followups":
         return followups(patient, command.args, surface)
+    if name == "inbox":
+        return inbox(patient, surface)
     return say("not_understood", language, **surface.words)
 
 
@@ -169,6 +173,15 @@ def followups(patient: Patient, args: str, surface: Surface) -> str:
         return say("followups_usage", patient.language, **surface.words)
     enabled = state_for(patient).enabled
     return say("followups_on" if enabled else "followups_off", patient.language, **surface.words)
+
+
+def inbox(patient: Patient, surface: Surface) -> str:
+    """/inbox: a fresh link to the web inbox; the patient's older link stops working."""
+    language, words = patient.language, surface.words
+    if not settings.PUBLIC_BASE_URL or patient.deactivated_at is not None:
+        return say("inbox_ask_care_team", language, **words)
+    url = settings.PUBLIC_BASE_URL + inbox_link_issue(patient=patient).path
+    return say("inbox_link", language, url=url, days=settings.INBOX_LINK_DAYS, **words)
 
 
 # -- /schedule ------------------------------------------------------------------------
