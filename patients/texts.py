@@ -122,6 +122,20 @@ TEXTS: dict[str, dict[str, str]] = {
         "en": "Reminder #{id} saved ({description}). The first one comes {when}.",
         "de": "Erinnerung #{id} gespeichert ({description}). Die erste kommt am {when}.",
     },
+    "schedule_too_many": {
+        "en": "You have {limit} reminders already, the most you can set up yourself. Stop "
+        "one first with {cmd}{cancel} NUMBER (send {cmd}scheduled to see the numbers).",
+        "de": "Sie haben bereits {limit} Erinnerungen, mehr können Sie selbst nicht anlegen. "
+        "Beenden Sie zuerst eine mit {cmd}{cancel} NUMMER (Senden Sie {cmd}scheduled, um die "
+        "Nummern zu sehen).",
+    },
+    "schedule_too_often": {
+        "en": "A reminder you set up yourself can come at most every {limit} minutes. Please "
+        "choose a longer interval, e.g. {cmd}schedule daily 08:00 Take your medication",
+        "de": "Eine Erinnerung, die Sie selbst anlegen, kann höchstens alle {limit} Minuten "
+        "kommen. Bitte wählen Sie einen längeren Abstand, z. B. {cmd}schedule daily 08:00 "
+        "Medikament nehmen",
+    },
     "inbox_link": {
         "en": "Your messages on the web: {url}\nThe link works for {days} days; a newer one "
         "replaces it. Keep it to yourself: whoever has it can read your messages.",

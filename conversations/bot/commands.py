@@ -30,6 +30,11 @@ from patients.models import Channel, Contact, Patient
 from patients.texts import say
 from scheduling.creation import MessageRequest, message_create
 from scheduling.models import MessageStatus, ScheduledMessage
+from scheduling.patient_limits import (
+    PatientReminderLimit,
+    check_patient_may_add_reminder,
+    check_patient_reminder_interval,
+)
 from scheduling.phrases import ParsedSchedule, PhraseError, parse_schedule
 from scheduling.services import message_cancel, message_pause, message_resume
 
@@ -233,6 +238,9 @@ def schedule(patient: Patient, args: str, surface: Surface, now: datetime) -> st
     try:
         message = message_patient_create(patient, text[:MAX_TEXT_LENGTH], phrase,
                                          parsed.description, surface.channel)  # fmt: skip
+    except PatientReminderLimit as limit:
+        logger.info("patient %s: reminder refused, %s", patient.pk, limit.text)
+        return say(limit.text, language, limit=limit.limit, **words)
     except ValidationError as error:
         return say("schedule_refused", language, error=" ".join(error.messages), **words)
     when = _local(message.next_run_at or message.starts_at, message)
@@ -244,13 +252,18 @@ def schedule(patient: Patient, args: str, surface: Surface, now: datetime) -> st
 def message_patient_create(
     patient: Patient, text: str, phrase: str, description: str, channel: str
 ) -> ScheduledMessage:
-    """A reminder the patient set up: their organization's, marked as theirs."""
+    """A reminder the patient set up: their organization's, marked as theirs, within the
+    limits on patients' own reminders (scheduling.patient_limits)."""
+    # One at a time per patient, so two at once cannot both pass the count.
+    Patient.objects.select_for_update().filter(pk=patient.pk).first()
+    check_patient_may_add_reminder(patient)
     message = message_create(
         MessageRequest(
             patient=patient, content=text, schedule=phrase,
             metadata={"source": channel, "schedule": description},
         )
     )  # fmt: skip
+    check_patient_reminder_interval(message)  # raising rolls the message back
     message.created_by_patient = True
     message.save(update_fields=["created_by_patient"])
     logger.info("patient %s created message %s on %s", patient.pk, message.pk, channel)
