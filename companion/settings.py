@@ -475,6 +475,13 @@ if TELEGRAM_WEBHOOK_SECRET and not (
 # The bot's @username without the @, for https://t.me/<username>?start=<token> links.
 TELEGRAM_BOT_USERNAME = env.string("TELEGRAM_BOT_USERNAME").lstrip("@")
 LINK_TOKEN_TTL_HOURS = env.integer("LINK_TOKEN_TTL_HOURS", 72, minimum=1, maximum=24 * 90)
+# How long a patient's web inbox link works (patients.inbox_links).
+INBOX_LINK_DAYS = env.integer("INBOX_LINK_DAYS", 30, minimum=1, maximum=365)
+# Reminders patients set up themselves (/schedule): how many active, how often at most.
+PATIENT_REMINDERS_MAX = env.integer("PATIENT_REMINDERS_MAX", 20, minimum=1, maximum=1000)
+PATIENT_REMINDER_MIN_INTERVAL_MINUTES = env.integer(
+    "PATIENT_REMINDER_MIN_INTERVAL_MINUTES", 60, minimum=1, maximum=7 * 24 * 60
+)
 # Meta signs each WhatsApp webhook POST with the app secret (X-Hub-Signature-256) and
 # checks our endpoint with the verify token once, when it is subscribed.
 WHATSAPP_APP_SECRET = env.string("WHATSAPP_APP_SECRET")

@@ -15,6 +15,7 @@ urlpatterns = [
     path("ops/channels/", care_team_views.channel_status, name="channel-status"),
     path("channels/twilio/status/", callbacks.twilio_status, name="twilio-status"),
     path("inbox/<str:token>/", conversation_views.patient_inbox, name="patient-inbox"),
+    path("inbox/<str:token>/read/", conversation_views.patient_inbox_read, name="inbox-read"),
     path("api/scheduler/", include("care_team.api.urls")),
     path("scheduled-messages/", include("care_team.web.urls")),
     path("telegram/webhook/", webhooks.telegram_webhook, name="telegram-webhook"),

@@ -1,28 +1,65 @@
-"""The patient's web inbox page, behind the link their care team gives them."""
+"""The patient's web inbox page, behind the link their care team (or the bot) gives them.
 
-from django.http import Http404, HttpRequest, HttpResponse
+Opening the page (GET) changes nothing: link previews in messengers and mail scanners
+fetch links too, and must not mark messages read. The page marks what it showed as read
+with a POST once a person has it in front of them (conversations/inbox.js, or the
+button when scripts are off).
+"""
+
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
-from django.utils import timezone
 from django.utils.safestring import mark_safe
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST, require_safe
 
 from channels_app.content import safe_html
 from channels_app.models import InboxMessage
-from patients.inbox_links import patient_for_token
+from conversations.inbox import mark_read_up_to, read_mark_bound
+from patients.inbox_links import inbox_path, patient_for_inbox_token
+
+PAGE_SIZE = 100
 
 
+@require_safe
 def patient_inbox(request: HttpRequest, token: str) -> HttpResponse:
-    """A patient's messages, behind their signed link; the newest 100, marked read."""
-    patient = patient_for_token(token)
+    """A patient's newest messages, behind their link; nothing is marked read here."""
+    patient = patient_for_inbox_token(token)
     if patient is None:
-        raise Http404("No inbox here.")
-    items = list(InboxMessage.objects.filter(patient=patient)[:100])
+        return _link_ended(request)
+    items = list(InboxMessage.objects.filter(patient=patient)[:PAGE_SIZE])
     for item in items:
         item.safe_body = mark_safe(safe_html(item.body, item.format))  # noqa: S308 - cleaned
         item.local_time = item.created_at.astimezone(patient.zone)
     unread = [item.pk for item in items if item.read_at is None]
-    InboxMessage.objects.filter(pk__in=unread).update(read_at=timezone.now())
-    response = render(request, "conversations/inbox.html",
-                      {"items": items, "language": patient.language})  # fmt: skip
+    context = {"items": items, "language": patient.language, "up_to": max(unread, default=None)}
+    return _private(render(request, "conversations/inbox.html", context))
+
+
+# No CSRF token: with the page's Referrer-Policy browsers send "Origin: null" with the
+# POST, which Django's check refuses. The secret in the address is what authorizes the
+# request, and a site that knew it could read the whole inbox anyway.
+@csrf_exempt
+@require_POST
+def patient_inbox_read(request: HttpRequest, token: str) -> HttpResponse:
+    """Marks read the patient's messages up to the newest one their page showed."""
+    patient = patient_for_inbox_token(token)
+    if patient is None:
+        return _link_ended(request)
+    up_to = read_mark_bound(request.POST.get("up_to", ""))
+    if up_to is None:
+        problem = "up_to: give the id of the newest message the page showed."
+        return _private(HttpResponse(problem, status=400, content_type="text/plain"))
+    mark_read_up_to(patient, up_to)
+    return _private(HttpResponseRedirect(inbox_path(token), status=303))
+
+
+def _link_ended(request: HttpRequest) -> HttpResponse:
+    """Unknown, expired, revoked or deactivated all look the same: a page that says how
+    to get a new link."""
+    return _private(render(request, "conversations/inbox_ended.html", status=404))
+
+
+def _private(response: HttpResponse) -> HttpResponse:
     response["Cache-Control"] = "private, no-store"
-    response["Referrer-Policy"] = "no-referrer"
+    response["Referrer-Policy"] = "no-referrer"  # the token is in the address
     return response

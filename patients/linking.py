@@ -3,9 +3,10 @@
 The care team creates a token (admin action, or link_token_create from code) and gives
 the patient https://t.me/<bot>?start=<token>, as a link or a QR code. Opening it sends
 "/start <token>" to the bot, which makes that chat the patient's verified Telegram
-contact. Only a SHA-256 hash of the token is stored, so the table alone links nothing;
-the token is random (192 bits), so the hash needs no salt. A new token replaces the
-patient's unused older ones.
+contact (one of the two ways a contact becomes verified, see patients.contacts). Only a
+SHA-256 hash of the token is stored, so the table alone links nothing; the token is
+random (192 bits), so the hash needs no salt. A new token replaces the patient's unused
+older ones.
 """
 
 import hashlib
@@ -22,7 +23,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from patients.audit import record_action
-from patients.models import Channel, Contact, LinkToken, Patient
+from patients.models import Channel, Contact, LinkToken, Patient, VerifiedVia
 
 logger = logging.getLogger(__name__)
 
@@ -103,9 +104,13 @@ def link_chat(*, token: str, chat_id: str) -> LinkResult:
     if row is None:
         return LinkResult(LinkOutcome.INVALID)
     patient = row.patient
-    existing = Contact.objects.filter(channel=Channel.TELEGRAM, address=chat_id).first()
+    # Within the patient's organization only: a chat may belong to patients of several
+    # clinics (patients.contacts), and another clinic's are none of this link's business.
+    existing = Contact.objects.filter(
+        channel=Channel.TELEGRAM, address=chat_id, patient__organization_id=patient.organization_id
+    ).first()
     if existing is not None and existing.patient_id != patient.pk:
-        logger.warning("link token %s refused: chat already belongs to another patient", row.pk)
+        logger.warning("link token %s refused: the chat is another patient's", row.pk)
         return LinkResult(LinkOutcome.OTHER_PATIENT, patient)
     if row.used_at is not None:
         same_chat = existing is not None and row.contact_id == existing.pk
@@ -134,6 +139,8 @@ def _telegram_contact(
         contact = Contact(patient=patient, channel=Channel.TELEGRAM)
     contact.address = chat_id
     contact.verified_at = now
+    contact.verified_via = VerifiedVia.TELEGRAM_LINK
+    contact.verified_by = None
     contact.blocked_at = None
     contact.blocked_reason = ""
     contact.save()

@@ -123,6 +123,9 @@ class Patient(models.Model):
     quiet_hours_end = models.TimeField(
         null=True, blank=True, help_text="Local time at which sending resumes, e.g. 07:00."
     )
+    deactivated_at = models.DateTimeField(
+        null=True, blank=True, help_text="Set when the care team deactivated the patient."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -156,22 +159,45 @@ class Patient(models.Model):
         return zoneinfo.ZoneInfo(self.timezone)
 
 
+class VerifiedVia(models.TextChoices):
+    TELEGRAM_LINK = "telegram_link", "The patient opened their Telegram link"
+    CARE_TEAM = "care_team", "Confirmed by the care team"
+
+
 class Contact(models.Model):
-    """Where a patient can be reached on one channel: a Telegram chat id, a phone number."""
+    """Where a patient can be reached on one channel: a Telegram chat id, a phone number.
+
+    Messages go only to a verified contact (patients.contacts says how one becomes
+    verified). The same address may belong to patients of several organizations: a
+    clinic never learns that another one has it."""
 
     patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="contacts")
     channel = models.CharField(max_length=16, choices=Channel.choices)
     address = models.CharField(max_length=255)
     verified_at = models.DateTimeField(null=True, blank=True)
+    verified_via = models.CharField(max_length=16, choices=VerifiedVia.choices, blank=True)
+    verified_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="Who in the care team confirmed it.",
+    )
     blocked_at = models.DateTimeField(null=True, blank=True)
     blocked_reason = models.CharField(max_length=255, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["channel", "address"], name="contact_unique_address")
+            models.UniqueConstraint(
+                fields=["patient", "channel", "address"], name="contact_unique_per_patient"
+            )
         ]
-        indexes = [models.Index(fields=["patient", "channel"])]
+        indexes = [
+            models.Index(fields=["patient", "channel"]),
+            models.Index(fields=["channel", "address"], name="contact_address_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.get_channel_display()} contact #{self.pk}"
@@ -200,6 +226,30 @@ class LinkToken(models.Model):
 
     def __str__(self) -> str:
         return f"Link token #{self.pk}"
+
+
+class InboxLink(models.Model):
+    """The patient's web inbox link (patients.inbox_links): a random secret of which only
+    the hash is kept; it expires, and a newer link or a revocation ends it."""
+
+    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="inbox_links")
+    token_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    expires_at = models.DateTimeField()
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(
+                fields=["patient"], name="inbox_link_live_idx", condition=Q(revoked_at__isnull=True)
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Inbox link #{self.pk}"
 
 
 class InboundUpdate(models.Model):

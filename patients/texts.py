@@ -55,6 +55,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "{cmd}{cancel} NUMBER - stop one of your reminders\n"
         "{cmd}followups off - no follow-ups when you have been quiet ({cmd}followups on, "
         "{cmd}followups status)\n"
+        "{cmd}inbox - a link to read your messages on the web\n"
         "{cmd}stop - no more messages at all\n"
         "{cmd}start - messages again after {cmd}stop\n"
         "Messages you write here are not read by your care team. In an emergency, call "
@@ -68,6 +69,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "{cmd}{cancel} NUMMER - eine Ihrer Erinnerungen beenden\n"
         "{cmd}followups off - keine Nachfragen, wenn Sie länger nichts geschrieben haben "
         "({cmd}followups on, {cmd}followups status)\n"
+        "{cmd}inbox - ein Link, um Ihre Nachrichten im Web zu lesen\n"
         "{cmd}stop - keine Nachrichten mehr\n"
         "{cmd}start - wieder Nachrichten nach {cmd}stop\n"
         "Was Sie hier schreiben, liest Ihr Behandlungsteam nicht. Im Notfall rufen Sie "
@@ -119,6 +121,30 @@ TEXTS: dict[str, dict[str, str]] = {
     "scheduled_one": {
         "en": "Reminder #{id} saved ({description}). The first one comes {when}.",
         "de": "Erinnerung #{id} gespeichert ({description}). Die erste kommt am {when}.",
+    },
+    "schedule_too_many": {
+        "en": "You have {limit} reminders already, the most you can set up yourself. Stop "
+        "one first with {cmd}{cancel} NUMBER (send {cmd}scheduled to see the numbers).",
+        "de": "Sie haben bereits {limit} Erinnerungen, mehr können Sie selbst nicht anlegen. "
+        "Beenden Sie zuerst eine mit {cmd}{cancel} NUMMER (Senden Sie {cmd}scheduled, um die "
+        "Nummern zu sehen).",
+    },
+    "schedule_too_often": {
+        "en": "A reminder you set up yourself can come at most every {limit} minutes. Please "
+        "choose a longer interval, e.g. {cmd}schedule daily 08:00 Take your medication",
+        "de": "Eine Erinnerung, die Sie selbst anlegen, kann höchstens alle {limit} Minuten "
+        "kommen. Bitte wählen Sie einen längeren Abstand, z. B. {cmd}schedule daily 08:00 "
+        "Medikament nehmen",
+    },
+    "inbox_link": {
+        "en": "Your messages on the web: {url}\nThe link works for {days} days; a newer one "
+        "replaces it. Keep it to yourself: whoever has it can read your messages.",
+        "de": "Ihre Nachrichten im Web: {url}\nDer Link gilt {days} Tage; ein neuerer ersetzt "
+        "ihn. Geben Sie ihn nicht weiter: Wer ihn hat, kann Ihre Nachrichten lesen.",
+    },
+    "inbox_ask_care_team": {
+        "en": "Please ask your care team for a link to your messages on the web.",
+        "de": "Bitte fragen Sie Ihr Behandlungsteam nach einem Link zu Ihren Nachrichten im Web.",
     },
     "opted_out_first": {
         "en": "You have stopped all messages. Send {cmd}start to receive them again first.",

@@ -256,7 +256,8 @@ def _check(delivery: Delivery, now: datetime) -> "_Ready | DeliveryOutcome":
         return DeliveryOutcome(status, delivery_id=delivery.pk)
     contact = _contact_for(delivery)
     if delivery.channel in ADDRESSED_CHANNELS and contact is None:
-        _finish(delivery, DeliveryStatus.FAILED, "no_contact", "no unblocked contact", now)
+        reason = "no verified, unblocked contact"
+        _finish(delivery, DeliveryStatus.FAILED, "no_contact", reason, now)
         return DeliveryOutcome(DeliveryStatus.FAILED, delivery_id=delivery.pk)
     address = contact.address if contact else str(delivery.message.patient_id)
     return _Ready(delivery, contact, address)
@@ -416,8 +417,9 @@ def _reason_not_to_send(delivery: Delivery, now: datetime) -> tuple[str, str, st
 def _contact_for(delivery: Delivery) -> Contact | None:
     if delivery.channel not in ADDRESSED_CHANNELS:
         return None
-    if delivery.contact_id and delivery.contact and delivery.contact.blocked_at is None:
-        return delivery.contact
+    contact = delivery.contact if delivery.contact_id else None
+    if contact is not None and contact.blocked_at is None and contact.verified_at is not None:
+        return contact
     return reachable_contact(delivery.message.patient, delivery.channel)
 
 

@@ -97,10 +97,12 @@ def _dispatch_batch(now: datetime, batch_size: int) -> int:
 
 def _assign_contacts(deliveries: list[Delivery]) -> None:
     """Each delivery's contact, found for the whole batch in one query, so the worker does
-    not look it up per send (it still checks the contact is not blocked by then)."""
+    not look it up per send (it still checks the contact is verified and not blocked then)."""
     patient_ids = {d.message.patient_id for d in deliveries}
     first = {}
-    usable = Contact.objects.filter(patient_id__in=patient_ids, blocked_at__isnull=True)
+    usable = Contact.objects.filter(
+        patient_id__in=patient_ids, blocked_at__isnull=True, verified_at__isnull=False
+    )
     for pk, patient_id, channel in usable.order_by("-id").values_list(
         "pk", "patient_id", "channel"
     ):

@@ -13,6 +13,7 @@ from django.utils import timezone
 from channels_app.content import validate_content
 from channels_app.registry import ADDRESSED_CHANNELS
 from patients.audit import record_action
+from patients.inbox_links import inbox_links_revoke
 from patients.models import Channel, Contact, Patient
 from scheduling.message_templates import find_template, render_template
 from scheduling.models import (
@@ -36,7 +37,12 @@ logger = logging.getLogger(__name__)
 
 
 def reachable_contact(patient: Patient, channel: str) -> Contact | None:
-    return patient.contacts.filter(channel=channel, blocked_at__isnull=True).order_by("id").first()
+    """The contact a message on the channel goes to: verified (patients.contacts) and not
+    blocked. An address the care team typed and nobody confirmed is never written to."""
+    usable = patient.contacts.filter(
+        channel=channel, blocked_at__isnull=True, verified_at__isnull=False
+    )
+    return usable.order_by("id").first()
 
 
 def channel_order(patient: Patient) -> list[str]:
@@ -52,7 +58,9 @@ def choose_channel(patient: Patient, requested: str | None) -> str:
         if requested not in Channel.values:
             raise ValidationError({"channel": f"{requested!r} is not a channel."})
         if requested in ADDRESSED_CHANNELS and reachable_contact(patient, requested) is None:
-            raise ValidationError({"channel": f"The patient has no unblocked {requested} contact."})
+            raise ValidationError(
+                {"channel": f"The patient has no verified, unblocked {requested} contact."}
+            )
         return requested
     usable = set(
         patient.contacts.filter(blocked_at__isnull=True, verified_at__isnull=False).values_list(
@@ -203,12 +211,14 @@ def message_cancel(message: ScheduledMessage, *, reason: str = "", actor=None) -
 @transaction.atomic
 def patient_deactivate(patient: Patient, *, actor, reason: str) -> int:
     """What deleting a patient means for a care team (API and admin alike): the patient
-    gets no more messages (as if they had opted out) and their active and paused ones are
-    cancelled with `reason`; the patient, the deliveries and the trail are kept. Returns
-    how many messages were cancelled."""
-    if patient.opted_out_at is None:
-        patient.opted_out_at = timezone.now()
-        patient.save(update_fields=["opted_out_at", "updated_at"])
+    gets no more messages (as if they had opted out), their active and paused ones are
+    cancelled with `reason` and their inbox link stops working; the patient, the
+    deliveries and the trail are kept. Returns how many messages were cancelled."""
+    now = timezone.now()
+    patient.opted_out_at = patient.opted_out_at or now
+    patient.deactivated_at = patient.deactivated_at or now
+    patient.save(update_fields=["opted_out_at", "deactivated_at", "updated_at"])
+    inbox_links_revoke(patient=patient, actor=actor)
     pending = list(
         patient.scheduled_messages.filter(status__in=[MessageStatus.ACTIVE, MessageStatus.PAUSED])
     )

@@ -816,7 +816,7 @@ def test_a_patient_is_created_with_contacts_in_the_users_only_organization(api, 
             "name": "Dana",
             "timezone": "America/New_York",
             "contacts": [
-                {"channel": "telegram", "address": " 555123 ", "verified": True},
+                {"channel": "telegram", "address": " 555123 "},
                 {"channel": "sms", "address": "+15551234567"},
             ],
         },
@@ -827,7 +827,8 @@ def test_a_patient_is_created_with_contacts_in_the_users_only_organization(api, 
     body = response.json()
     assert body["organization"] == "clinic-a" and body["active"] is True
     contacts = {c["channel"]: c for c in body["contacts"]}
-    assert contacts["telegram"]["address"] == "555123" and contacts["telegram"]["verified"]
+    assert contacts["telegram"]["address"] == "555123"
+    assert contacts["telegram"]["verified"] is False  # the patient links it (or it is confirmed)
     assert contacts["sms"]["verified"] is False and contacts["sms"]["blocked"] is False
     quiet = api.patch(
         f"{API}/patients/{body['id']}/",
@@ -874,14 +875,15 @@ def test_a_contact_address_is_checked_for_its_channel(api, db, contact, reason):
     assert reason in str(response.json()["contacts"])
 
 
-def test_an_address_in_use_is_refused(api, patient):
+def test_an_address_another_patient_of_the_clinic_has_is_refused(api, patient):
     taken = patient.contacts.get().address
     response = api.post(
         f"{API}/patients/",
         {"name": "G", "contacts": [{"channel": "telegram", "address": taken}]},
         format="json",
     )
-    assert response.status_code == 400 and "in use" in str(response.json())
+    assert response.status_code == 400
+    assert "Another patient of this clinic" in str(response.json()["contacts"])
 
 
 def test_updating_contacts_keeps_the_blocked_state_which_is_read_only(api, patient):
@@ -893,7 +895,7 @@ def test_updating_contacts_keeps_the_blocked_state_which_is_read_only(api, patie
         {
             "contacts": [
                 {"channel": "telegram", "address": contact.address, "blocked": False},
-                {"channel": "email", "address": "g@example.org", "verified": True},
+                {"channel": "email", "address": "g@example.org"},
             ]
         },
         format="json",
@@ -904,6 +906,7 @@ def test_updating_contacts_keeps_the_blocked_state_which_is_read_only(api, patie
     assert contact.blocked_at is not None and contact.blocked_reason == "403"
     assert contact.verified_at is not None  # not given: kept
     assert patient.contacts.count() == 2
+    assert patient.contacts.get(channel="email").verified_at is None
     response = api.patch(f"{API}/patients/{patient.pk}/", {"contacts": []}, format="json")
     assert not patient.contacts.exists()
 

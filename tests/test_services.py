@@ -51,7 +51,7 @@ def test_it_refuses_a_requested_channel_the_patient_cannot_be_reached_on(make_pa
     web_only = make_patient(chat_id=None)
     with pytest.raises(ValidationError) as raised:
         message_schedule(patient=web_only, content="x", starts_at=from_now(5), channel="telegram")
-    assert "no unblocked telegram contact" in raised.value.message_dict["channel"][0]
+    assert "no verified, unblocked telegram contact" in raised.value.message_dict["channel"][0]
 
 
 def test_it_refuses_a_patient_who_opted_out(patient):

@@ -293,7 +293,7 @@ def test_the_form_offers_templates_with_the_parameters_they_need(web):
         (
             {"content": "Hi", "when": "daily at 08:00", "channel": "sms"},
             "channel",
-            "no unblocked sms contact",
+            "no verified, unblocked sms contact",
         ),
         ({"content": "Hi", "when": "every 1 second"}, "when", "Could not understand"),
     ],

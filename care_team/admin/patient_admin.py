@@ -4,9 +4,10 @@ from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.template.response import TemplateResponse
 from django.utils import timezone
-from django.utils.html import format_html, format_html_join
+from django.utils.html import format_html_join
 from django.utils.safestring import mark_safe
 
+from care_team.admin.contact_form import ContactForm
 from care_team.admin.inlines import LatestRowsInline
 from care_team.admin.outreach_admin import CheckInPlanInline, FollowUpStateInline
 from care_team.admin.scoping import (
@@ -16,7 +17,8 @@ from care_team.admin.scoping import (
 )
 from outreach.follow_ups import follow_up_schedule
 from patients.access import may_change_settings, may_delete
-from patients.inbox_links import inbox_path
+from patients.contacts import contact_confirm
+from patients.inbox_links import inbox_link_issue, inbox_link_state, inbox_links_revoke
 from patients.linking import link_qr_svg, link_token_create
 from patients.models import Contact, Membership, Organization, Patient
 from scheduling.adherence import patient_adherence
@@ -79,9 +81,14 @@ class MembershipAdmin(OrganizationScopedAdmin):
         return user_sees_everything(request)
 
 
+VERIFICATION_FIELDS = ["verified_at", "verified_via", "verified_by"]
+
+
 class ContactInline(LatestRowsInline):
     model = Contact
-    fields = ["channel", "address", "verified_at", "blocked_at", "blocked_reason"]
+    form = ContactForm
+    fields = ["channel", "address", "confirm", *VERIFICATION_FIELDS, "blocked_at", "blocked_reason"]
+    readonly_fields = VERIFICATION_FIELDS
     ordering = ["-created_at", "-id"]
 
     def has_delete_permission(self, request, obj=None) -> bool:
@@ -98,8 +105,20 @@ class PatientAdmin(OrganizationScopedAdmin):
     list_filter = [ORGANIZATION_FILTER, "preferred_channel", "timezone"]
     search_fields = ["name"]
     inlines = [ContactInline, CheckInPlanInline, FollowUpStateInline]
-    readonly_fields = ["inbox_link", "adherence", "last_interaction_at", "audit_trail"]
-    actions = ["create_telegram_links", "follow_up_in_24_hours", "deactivate_patients"]
+    readonly_fields = [
+        "inbox_link",
+        "adherence",
+        "last_interaction_at",
+        "deactivated_at",
+        "audit_trail",
+    ]
+    actions = [
+        "create_telegram_links",
+        "issue_inbox_links",
+        "revoke_inbox_links",
+        "follow_up_in_24_hours",
+        "deactivate_patients",
+    ]
 
     def get_actions(self, request):
         # A patient is deactivated, as the API does; deleting one (and their whole
@@ -181,15 +200,49 @@ class PatientAdmin(OrganizationScopedAdmin):
         # Admin pages are never cached (no-store), so the links stay on this screen only.
         return TemplateResponse(request, "admin/patients/telegram_links.html", context)
 
+    @admin.action(
+        description="Issue new web inbox links for the selected patients (old links stop)",
+        permissions=["change"],
+    )
+    def issue_inbox_links(self, request, queryset):
+        # Only the hash is stored: the link is shown on this page once, never again.
+        rows, refused = [], []
+        for patient in queryset[:50]:
+            try:
+                link = inbox_link_issue(patient=patient, actor=request.user)
+            except ValidationError as exc:
+                refused.append(f"{patient}: {' '.join(exc.messages)}")
+                continue
+            rows.append((patient, request.build_absolute_uri(link.path), link.expires_at))
+        for reason in refused:
+            self.message_user(request, reason, level=messages.WARNING)
+        context = self.admin_site.each_context(request)
+        context.update(rows=rows, title="Web inbox links", opts=self.model._meta)
+        return TemplateResponse(request, "admin/patients/inbox_links.html", context)
+
+    @admin.action(
+        description="Revoke the selected patients' web inbox links", permissions=["change"]
+    )
+    def revoke_inbox_links(self, request, queryset):
+        revoked = sum(inbox_links_revoke(patient=p, actor=request.user) for p in queryset)
+        self.message_user(request, f"{revoked} web inbox link(s) revoked.")
+
     @admin.display(description="Audit trail")
     def audit_trail(self, obj: Patient) -> str:
         return audit_lines(obj)
 
-    @admin.display(description="Web inbox link (send it to the patient)")
+    @admin.display(description="Web inbox link")
     def inbox_link(self, obj: Patient) -> str:
-        if obj.pk is None:
-            return "-"
-        return format_html('<a href="{0}" target="_blank">{0}</a>', inbox_path(obj))
+        link = inbox_link_state(obj) if obj.pk is not None else None
+        if link is None:
+            return "None. Use the action *Issue new web inbox links* to make one."
+        return (
+            f"Issued {link.created_at:%Y-%m-%d %H:%M}, expires {link.expires_at:%Y-%m-%d %H:%M} UTC"
+        )
+
+    def save_formset(self, request, form, formset, change) -> None:
+        super().save_formset(request, form, formset, change)
+        confirm_ticked_contacts(request, formset)
 
     def save_model(self, request, obj, form, change) -> None:
         super().save_model(request, obj, form, change)
@@ -201,9 +254,36 @@ class PatientAdmin(OrganizationScopedAdmin):
 
 @admin.register(Contact)
 class ContactAdmin(OrganizationScopedAdmin):
+    form = ContactForm
     list_display = ["id", "patient", "channel", "verified_at", "blocked_at", "blocked_reason"]
     list_filter = ["channel", ("blocked_at", admin.EmptyFieldListFilter)]
     raw_id_fields = ["patient"]
+    readonly_fields = VERIFICATION_FIELDS
+    actions = ["confirm_contacts"]
+
+    @admin.action(
+        description="Confirm the selected contacts (checked with the patient)",
+        permissions=["change"],
+    )
+    def confirm_contacts(self, request, queryset):
+        confirmed = sum(contact_confirm(c, actor=request.user) for c in queryset)
+        self.message_user(request, f"{confirmed} contact(s) confirmed by you, now.")
+
+    def save_model(self, request, obj, form, change) -> None:
+        super().save_model(request, obj, form, change)
+        if form.cleaned_data.get("confirm"):
+            contact_confirm(obj, actor=request.user)
+
+
+def confirm_ticked_contacts(request, formset) -> None:
+    """The contacts whose "Confirmed with the patient" box was ticked, confirmed by the
+    user (the patient page's contact inline)."""
+    if formset.model is not Contact:
+        return
+    for form in formset.forms:
+        ticked = getattr(form, "cleaned_data", {}).get("confirm")
+        if ticked and not form.cleaned_data.get("DELETE") and form.instance.pk is not None:
+            contact_confirm(form.instance, actor=request.user)
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return super().has_delete_permission(request, obj) and may_delete(request.user, obj)

@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from channels_app.content import validate_content
 from patients.access import may_delete, organization_ids, scoped
+from patients.contacts import contact_unverify
 from patients.models import Contact, Organization, Patient
 from scheduling.creation import MessageRequest, message_create, message_timing
 from scheduling.message_templates import DEFAULT_TEMPLATES
@@ -321,7 +322,8 @@ def patient_save(patient: Patient, fields: dict, *, contacts: list[dict] | None,
 
 
 def _contacts_replace(patient: Patient, wanted: list[dict], *, actor) -> None:
-    """Contacts kept by channel and address, so their blocked state and history stay."""
+    """Contacts kept by channel and address, so their blocked state, verification and
+    history stay; a new address is a new, unverified contact."""
     existing = {(c.channel, c.address): c for c in patient.contacts.all()}
     listed = {(item["channel"], item["address"]) for item in wanted}
     left_out = [contact for key, contact in existing.items() if key not in listed]
@@ -333,14 +335,13 @@ def _contacts_replace(patient: Patient, wanted: list[dict], *, actor) -> None:
             "Only an admin of the organization may remove a patient's contacts; this list "
             f"leaves out {named}. List every current contact to keep it."
         )
-    now = timezone.now()
     for item in wanted:
         key = (item["channel"], item["address"])
         contact = existing.pop(key, None) or Contact(
             patient=patient, channel=key[0], address=key[1]
         )
-        if "verified_at" in item:  # `verified`: true keeps or sets the time, false clears it
-            contact.verified_at = (contact.verified_at or now) if item["verified_at"] else None
+        if item.get("verified_at") is False:  # `verified`: false clears it, true only keeps it
+            contact_unverify(contact)
         contact.save()
     for contact in existing.values():
         contact.delete()

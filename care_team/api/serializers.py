@@ -12,11 +12,13 @@ from rest_framework import serializers
 from care_team.api import operations
 from care_team.api.framework import StrictCharField, StrictModelSerializer
 from patients.access import scoped
+from patients.contacts import TAKEN_IN_ORGANIZATION, address_taken_in_organization
 from patients.models import (
     Channel,
     Contact,
     Organization,
     Patient,
+    VerifiedVia,
     validate_address,
     validate_timezone,
 )
@@ -30,6 +32,11 @@ from scheduling.models import (
 from scheduling.template_syntax import template_parameters
 
 NOT_FOUND = "Not found."
+UNVERIFIED_BY_API = (
+    "`verified` cannot be set here: a contact is verified when the patient links Telegram, "
+    "or when the care team confirms it (POST /api/scheduler/patients/{id}/contacts/"
+    "{contact_id}/confirm/)."
+)
 MAX_CONTENT_LENGTH = 100_000  # the most any channel takes (e-mail, web inbox)
 MAX_PHRASE_LENGTH = 500
 MAX_WINDOW_SECONDS = 30 * 24 * 3600
@@ -169,7 +176,15 @@ class ContactSerializer(StrictModelSerializer):
     verified = IsSetField(
         source="verified_at",
         required=False,
-        help_text="Writing true marks it verified now; false clears it.",
+        help_text="Set by verification alone: the patient linking Telegram, or the care team "
+        "confirming the contact (POST .../contacts/{contact_id}/confirm/). Writing false "
+        "clears it; true is accepted only for a contact verified already.",
+    )
+    verified_via = serializers.ChoiceField(
+        choices=VerifiedVia.choices,
+        allow_blank=True,
+        read_only=True,
+        help_text="How it was verified; empty when it is not, or was before this was kept.",
     )
     blocked = IsSetField(
         source="blocked_at",
@@ -186,11 +201,12 @@ class ContactSerializer(StrictModelSerializer):
             "address",
             "verified",
             "verified_at",
+            "verified_via",
             "blocked",
             "blocked_at",
             "blocked_reason",
         ]
-        read_only_fields = ["id", "verified_at", "blocked_at", "blocked_reason"]
+        read_only_fields = ["id", "verified_at", "verified_via", "blocked_at", "blocked_reason"]
         validators = []  # uniqueness is checked over the whole list, see PatientSerializer
 
     def validate(self, attrs):
@@ -250,7 +266,7 @@ class PatientSerializer(StrictModelSerializer):
         read_only_fields = ["opted_out_at", "created_at", "updated_at"]
 
     def get_active(self, patient: Patient) -> bool:
-        return patient.opted_out_at is None
+        return patient.opted_out_at is None and patient.deactivated_at is None
 
     def validate_organization(self, organization: Organization) -> Organization:
         if self.instance is not None and organization.pk != self.instance.organization_id:
@@ -261,15 +277,34 @@ class PatientSerializer(StrictModelSerializer):
         keys = [(c["channel"], c["address"]) for c in contacts]
         if len(set(keys)) != len(keys):
             raise serializers.ValidationError("The same address is listed twice.")
-        # The address is unique across all organizations (one chat, one patient), so this
-        # looks outside the user's scope; it answers only "in use", never whose.
-        for channel, address in keys:
-            taken = Contact.objects.filter(channel=channel, address=address)
-            if self.instance is not None:
-                taken = taken.exclude(patient=self.instance)
-            if taken.exists():
-                raise serializers.ValidationError(f"The {channel} address {address} is in use.")
+        verified = set()
+        if self.instance is not None:
+            mine = self.instance.contacts.filter(verified_at__isnull=False)
+            verified = set(mine.values_list("channel", "address"))
+        for item in contacts:
+            if (
+                item.get("verified_at") is True
+                and (item["channel"], item["address"]) not in verified
+            ):
+                raise serializers.ValidationError(UNVERIFIED_BY_API)
         return contacts
+
+    def _check_addresses_free_in(self, organization_id: int, contacts: list[dict]) -> None:
+        # Only the patient's own organization is looked at: an address another clinic's
+        # patient has is accepted, so the answer reveals nothing about other clinics.
+        patient_id = self.instance.pk if self.instance is not None else None
+        for item in contacts:
+            channel, address = item["channel"], item["address"]
+            taken = address_taken_in_organization(
+                organization_id=organization_id,
+                channel=channel,
+                address=address,
+                patient_id=patient_id,
+            )
+            if taken:
+                raise serializers.ValidationError(
+                    {"contacts": [TAKEN_IN_ORGANIZATION.format(channel=channel)]}
+                )
 
     def validate(self, attrs):
         current = self.instance
@@ -290,6 +325,9 @@ class PatientSerializer(StrictModelSerializer):
                 )
             except DjangoValidationError as error:
                 raise _field_errors(error) from error
+        if attrs.get("contacts"):
+            organization_id = current.organization_id if current else attrs["organization"].pk
+            self._check_addresses_free_in(organization_id, attrs["contacts"])
         return attrs
 
     def create(self, validated_data):
@@ -305,8 +343,10 @@ class PatientSerializer(StrictModelSerializer):
             return operations.patient_save(
                 patient, data, contacts=contacts, actor=self.context["request"].user
             )
-        except IntegrityError as error:  # a concurrent request took an address meanwhile
-            raise serializers.ValidationError({"contacts": ["An address is in use."]}) from error
+        except IntegrityError as error:  # a concurrent request changed the contacts meanwhile
+            raise serializers.ValidationError(
+                {"contacts": ["The patient's contacts changed meanwhile; try again."]}
+            ) from error
 
 
 # --- Messages ---------------------------------------------------------------------------

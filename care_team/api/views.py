@@ -36,6 +36,7 @@ from care_team.api.serializers import (
     BulkErrorSerializer,
     BulkRequestSerializer,
     BulkResultSerializer,
+    ContactSerializer,
     DeliverySerializer,
     HealthSerializer,
     MessageCreateSerializer,
@@ -56,10 +57,13 @@ from outreach.models import CheckInPlan
 from outreach.plans import plan_check_ins_for
 from patients.access import is_operator, organization_ids, scoped
 from patients.audit import record_action
+from patients.contacts import contact_confirm
 from patients.linking import link_qr_png, link_qr_svg, link_token_create
 from patients.models import Patient
 from patients.tenant_wall import wall_up
 from scheduling.services import message_send_now
+
+CONFIRM_CONTACT_PATH = r"contacts/(?P<contact_id>[0-9]{1,18})/confirm"
 
 
 class ScopedViewSet(AuditActorMixin, viewsets.ModelViewSet):
@@ -123,6 +127,22 @@ class PatientViewSet(ScopedViewSet):
             "qr_png": base64.b64encode(link_qr_png(qr_target)).decode(),
         }
         return Response(TelegramLinkSerializer(body).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        summary="Confirm one of the patient's contacts",
+        description="Someone in the care team checked with the patient that the address is "
+        "theirs. The contact becomes verified, recorded with who confirmed it and when (also "
+        "in the audit trail). Messages go only to verified contacts; Telegram chats are "
+        "verified by the patient opening their Telegram link instead.",
+        parameters=[OpenApiParameter("contact_id", int, OpenApiParameter.PATH)],
+        request=None,
+        responses={200: ContactSerializer},
+    )
+    @action(detail=True, methods=["post"], url_path=CONFIRM_CONTACT_PATH)
+    def confirm_contact(self, request, pk=None, contact_id=None):
+        contact = get_object_or_404(self.get_object().contacts, pk=int(contact_id))
+        contact_confirm(contact, actor=request.user)
+        return Response(ContactSerializer(contact).data)
 
     @extend_schema(
         methods=["GET"],

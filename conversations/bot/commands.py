@@ -5,8 +5,9 @@ handle_text is the one way in: it finds the patient by the sender's contact, not
 interaction, runs the command through the scheduling services and returns the reply in
 the patient's language (None: say nothing). Unknown senders learn nothing about any
 patient: Telegram chats get a short explanation, WhatsApp and SMS senders no answer.
-STOP and START (and their Twilio siblings) are honoured from any contact of the patient;
-every other command needs a verified one.
+STOP (and its Twilio siblings) is honoured from any contact, for every patient the
+address belongs to; START and every other command need a verified contact, and act for
+the patient whose contact there was verified last (patients.contacts).
 """
 
 import logging
@@ -15,17 +16,25 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
 from outreach.follow_ups import note_patient_wrote, set_follow_ups, state_for
 from patients.audit import record_action
+from patients.contacts import acting_contact, contacts_at
+from patients.inbox_links import inbox_link_issue
 from patients.linking import LinkOutcome, link_chat
 from patients.models import Channel, Contact, Patient
 from patients.texts import say
 from scheduling.creation import MessageRequest, message_create
 from scheduling.models import MessageStatus, ScheduledMessage
+from scheduling.patient_limits import (
+    PatientReminderLimit,
+    check_patient_may_add_reminder,
+    check_patient_reminder_interval,
+)
 from scheduling.phrases import ParsedSchedule, PhraseError, parse_schedule
 from scheduling.services import message_cancel, message_pause, message_resume
 
@@ -41,8 +50,8 @@ HELP_WORDS = frozenset({"help", "info"})
 # Paused by /stop: only these are resumed by /start, not those the care team paused.
 OPT_OUT_REASON = "paused: the patient opted out of all messages"
 KNOWN_COMMANDS = frozenset(
-    {"schedule", "scheduled", "list", "cancel_schedule", "start", "followups", *OPT_OUT_WORDS,
-     *OPT_IN_WORDS, *HELP_WORDS}
+    {"schedule", "scheduled", "list", "cancel_schedule", "start", "followups", "inbox",
+     *OPT_OUT_WORDS, *OPT_IN_WORDS, *HELP_WORDS}
 )  # fmt: skip
 MAX_PHRASE_WORDS = 16  # the longest phrase the parser reads has about 12 words
 MAX_TEXT_LENGTH = 4096
@@ -87,24 +96,30 @@ def handle_text(
     command = parse_command(storable_text(text), channel)
     if channel == Channel.TELEGRAM and command.name == "start" and command.args:
         return _link(command.args, address, surface, language_hint, now)
-    contact = (
-        Contact.objects.select_related("patient").filter(channel=channel, address=address).first()
-    )
+    contacts = contacts_at(channel, address)
+    contact = acting_contact(contacts)
+    if contact is not None:
+        Patient.objects.filter(pk=contact.patient_id).update(last_interaction_at=now)
+        note_patient_wrote(contact.patient_id, now)
+        # Only names we know: the first word of free text is what the patient wrote.
+        known = command.name if command.name in KNOWN_COMMANDS else "other"
+        logger.info("patient %s: command %s on %s", contact.patient_id, known, channel)
+    if contacts and _is_opt_out(command, channel):
+        # Whoever holds the address may stop what is sent to it, verified or not, for
+        # every patient it belongs to.
+        replies = [stop(c.patient, surface, now) for c in contacts]
+        return replies[contacts.index(contact)] if contact is not None else replies[0]
     if contact is None:
+        if contacts:
+            unverified = [c.pk for c in contacts]
+            logger.info("contacts %s are not verified: only stop is honoured", unverified)
         return say("unknown_chat", language_hint) if channel == Channel.TELEGRAM else None
     patient = contact.patient
-    Patient.objects.filter(pk=patient.pk).update(last_interaction_at=now)
-    note_patient_wrote(patient.pk, now)
-    # Only names we know: the first word of free text is what the patient wrote.
-    known = command.name if command.name in KNOWN_COMMANDS else "other"
-    logger.info("patient %s: command %s on %s", patient.pk, known, channel)
-    if _is_opt_out(command, channel):
-        return stop(patient, surface, now)
     if _is_opt_in(command, channel):
-        return start(patient, contact, surface)
-    if contact.verified_at is None:
-        logger.info("contact %s is not verified: only stop and start are honoured", contact.pk)
-        return say("unknown_chat", language_hint) if channel == Channel.TELEGRAM else None
+        # Opting back in takes a verified contact: a stranger's number must not restart
+        # a patient's messages. Every patient verified at this address is resumed.
+        replies = {c.pk: start(c.patient, c, surface) for c in contacts if c.verified_at}
+        return replies[contact.pk]
     return run_command(patient, command, surface, now)
 
 
@@ -115,8 +130,7 @@ def storable_text(text: str) -> str:
 
 def handle_other(*, channel: str, address: str, language_hint: str = "") -> str | None:
     """A message without text (a photo, a voice message)."""
-    contact = Contact.objects.select_related("patient").filter(channel=channel, address=address)
-    contact = contact.first()
+    contact = acting_contact(contacts_at(channel, address))
     if contact is None:
         return say("unknown_chat", language_hint) if channel == Channel.TELEGRAM else None
     Patient.objects.filter(pk=contact.patient_id).update(last_interaction_at=timezone.now())
@@ -149,6 +163,8 @@ def run_command(patient: Patient, command: Command, surface: Surface, now: datet
         return cancel(patient, command.args, surface)
     if name == "followups":
         return followups(patient, command.args, surface)
+    if name == "inbox":
+        return inbox(patient, surface)
     return say("not_understood", language, **surface.words)
 
 
@@ -162,6 +178,15 @@ def followups(patient: Patient, args: str, surface: Surface) -> str:
         return say("followups_usage", patient.language, **surface.words)
     enabled = state_for(patient).enabled
     return say("followups_on" if enabled else "followups_off", patient.language, **surface.words)
+
+
+def inbox(patient: Patient, surface: Surface) -> str:
+    """/inbox: a fresh link to the web inbox; the patient's older link stops working."""
+    language, words = patient.language, surface.words
+    if not settings.PUBLIC_BASE_URL or patient.deactivated_at is not None:
+        return say("inbox_ask_care_team", language, **words)
+    url = settings.PUBLIC_BASE_URL + inbox_link_issue(patient=patient).path
+    return say("inbox_link", language, url=url, days=settings.INBOX_LINK_DAYS, **words)
 
 
 # -- /schedule ------------------------------------------------------------------------
@@ -213,6 +238,9 @@ def schedule(patient: Patient, args: str, surface: Surface, now: datetime) -> st
     try:
         message = message_patient_create(patient, text[:MAX_TEXT_LENGTH], phrase,
                                          parsed.description, surface.channel)  # fmt: skip
+    except PatientReminderLimit as limit:
+        logger.info("patient %s: reminder refused, %s", patient.pk, limit.text)
+        return say(limit.text, language, limit=limit.limit, **words)
     except ValidationError as error:
         return say("schedule_refused", language, error=" ".join(error.messages), **words)
     when = _local(message.next_run_at or message.starts_at, message)
@@ -224,13 +252,18 @@ def schedule(patient: Patient, args: str, surface: Surface, now: datetime) -> st
 def message_patient_create(
     patient: Patient, text: str, phrase: str, description: str, channel: str
 ) -> ScheduledMessage:
-    """A reminder the patient set up: their organization's, marked as theirs."""
+    """A reminder the patient set up: their organization's, marked as theirs, within the
+    limits on patients' own reminders (scheduling.patient_limits)."""
+    # One at a time per patient, so two at once cannot both pass the count.
+    Patient.objects.select_for_update().filter(pk=patient.pk).first()
+    check_patient_may_add_reminder(patient)
     message = message_create(
         MessageRequest(
             patient=patient, content=text, schedule=phrase,
             metadata={"source": channel, "schedule": description},
         )
     )  # fmt: skip
+    check_patient_reminder_interval(message)  # raising rolls the message back
     message.created_by_patient = True
     message.save(update_fields=["created_by_patient"])
     logger.info("patient %s created message %s on %s", patient.pk, message.pk, channel)

@@ -5,7 +5,7 @@ from django.db import migrations
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('patients', '0006_api_tokens_hashed'),
+        ('patients', '0008_api_tokens_hashed'),
     ]
 
     operations = [

@@ -36,7 +36,7 @@ def hash_existing_tokens(apps, schema_editor) -> None:
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("patients", "0005_bot"),
+        ("patients", "0007_inbox_links"),
         ("knox", "0009_extend_authtoken_field"),
     ]
 
