@@ -110,6 +110,21 @@ LOGIN_URL = "admin:login"
 # --- Redis and Celery --------------------------------------------------------------
 REDIS_URL = env.url("REDIS_URL", "redis://127.0.0.1:6379/0", schemes=("redis", "rediss"))
 
+# Django's cache is shared by every web process through Redis: API throttles and the
+# health report's cache mean nothing if each process counts on its own. Keys are prefixed
+# so they never meet the broker's or the rate limiter's.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "cache",
+        "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
+    }
+}
+# /api/scheduler/health/ runs its checks (a second or more) at most once in this many
+# seconds; requests in between get the last report and its age. 0: every request.
+HEALTH_CACHE_SECONDS = env.integer("HEALTH_CACHE_SECONDS", 5, minimum=0, maximum=300)
+
 # One queue per channel, so a slow or broken provider never holds up the others, and
 # a deployment can scale the workers of each channel on its own queue depth.
 CHANNELS = ("telegram", "whatsapp", "sms", "email", "web")

@@ -23,7 +23,7 @@ from rest_framework.views import APIView
 from care_team.api import operations
 from care_team.api.filters import MessageFilter, StableOrderingFilter
 from care_team.api.framework import AdminsDelete, AuditActorMixin, MembersWrite, Pagination
-from care_team.api.health import health_report, run_checks
+from care_team.api.health import health_answer
 from care_team.api.outreach_serializers import (
     CheckInPlanSerializer,
     CheckInSerializer,
@@ -415,5 +415,5 @@ class HealthView(APIView):
         responses={200: HealthSerializer, 503: HealthSerializer},
     )
     def get(self, request):
-        report = health_report(run_checks())
+        report = health_answer()
         return Response(report, status=503 if report["failing"] else 200)
