@@ -433,7 +433,27 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["care_team.api.framework.StrictJSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "care_team.api.framework.exception_handler",
+    # Per user (by token or session) and, for the endpoints open without one, per client
+    # address; counted in the shared cache (Redis), so across every web process.
+    "DEFAULT_THROTTLE_CLASSES": [
+        "care_team.api.throttles.UserThrottle",
+        "care_team.api.throttles.AnonThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "user": env.rate("API_THROTTLE_USER_RATE", "600/min"),
+        "anon": env.rate("API_THROTTLE_ANON_RATE", "60/min"),
+        # Probes: kept apart from the anonymous rate, and generous, so that many pods
+        # probed from one node's address are never marked unready by a 429.
+        "health": env.rate("API_THROTTLE_HEALTH_RATE", "600/min"),
+    },
+    # The client's address is REMOTE_ADDR unless this many proxies in front of the site
+    # append to X-Forwarded-For (then the address the nearest of them saw). Left unset,
+    # DRF would believe whatever X-Forwarded-For a client sends.
+    "NUM_PROXIES": env.integer("TRUSTED_PROXY_COUNT", 0, minimum=0, maximum=10),
 }
+# Inbound webhooks (Telegram, WhatsApp, Twilio), per endpoint and client address. The
+# providers send from a few addresses; past the rate they get a 429 and retry later.
+WEBHOOK_RATE_PER_ADDRESS = env.rate("WEBHOOK_RATE_PER_ADDRESS", "1200/min")
 SPECTACULAR_SETTINGS = {
     "TITLE": "Companion scheduler API",
     "DESCRIPTION": "Patients, scheduled messages, their deliveries and templates, for care "

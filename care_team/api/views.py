@@ -51,6 +51,7 @@ from care_team.api.serializers import (
     TelegramLinkSerializer,
     TemplateSerializer,
 )
+from care_team.api.throttles import HealthThrottle
 from outreach.follow_ups import follow_up_schedule, set_follow_ups, state_for
 from outreach.models import CheckInPlan
 from outreach.plans import plan_check_ins_for
@@ -408,6 +409,7 @@ class HealthView(APIView):
 
     authentication_classes = []
     permission_classes = [AllowAny]
+    throttle_classes = [HealthThrottle]
 
     @extend_schema(
         summary="Readiness: database, Redis, Beat and workers",
