@@ -1,6 +1,7 @@
 """All configuration, read from the environment (see companion/env.py and README)."""
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -29,6 +30,11 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_celery_beat",
+    # Sign-in: lockout after repeated failures, and TOTP for providers who set one up
+    # (care_team/login_security.py).
+    "axes",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
     "rest_framework",
     "rest_framework.authtoken",
     "django_filters",
@@ -55,6 +61,8 @@ MIDDLEWARE = [
     # Records who made each change in the audit trail (django-auditlog).
     "auditlog.middleware.AuditlogMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it turns a locked-out sign-in into its 429 page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "companion.urls"
@@ -97,6 +105,30 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
+
+# --- Signing in (admin and web UI): lockout, second factor, sessions ---------------
+AUTHENTICATION_BACKENDS = [
+    "care_team.login_security.LockoutBackend",  # refuses a locked-out username + address
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_ENABLED = env.boolean("AXES_ENABLED", True)
+AXES_FAILURE_LIMIT = env.integer("AXES_FAILURE_LIMIT", 5, minimum=1, maximum=100)
+AXES_COOLOFF_TIME = timedelta(
+    minutes=env.integer("AXES_COOLOFF_MINUTES", 15, minimum=1, maximum=24 * 60)
+)
+# One username from one address: a guesser is stopped without letting anyone lock a
+# provider out from everywhere by typing their name.
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "care_team.login_security.client_ip"
+AXES_LOCKOUT_TEMPLATE = "care_team/web/locked_out.html"
+# Providers with a confirmed TOTP device always give its code; with this on, everyone must
+# have one.
+REQUIRE_TOTP = env.boolean("REQUIRE_TOTP", False)
+OTP_TOTP_ISSUER = "Companion"
+# A session ends when the browser closes, and in any case after SESSION_COOKIE_AGE.
+SESSION_EXPIRE_AT_BROWSER_CLOSE = env.boolean("SESSION_EXPIRE_AT_BROWSER_CLOSE", True)
+SESSION_COOKIE_AGE = env.integer("SESSION_COOKIE_AGE", 8 * 3600, minimum=60)
 
 LANGUAGE_CODE = "en"
 TIME_ZONE = "UTC"
