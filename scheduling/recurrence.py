@@ -126,20 +126,39 @@ class Rule:
         cursor = wall - timedelta(hours=6) if not self.elapsed else wall
         scan = self._scan
         if scan is None or cursor < scan.cursor or (scan.previous and moment < scan.previous):
-            scan = self._scan = _Scan(self._walls(), cursor, self.zone_for_expansion)
+            scan = self._scan = _Scan(self._walls(cursor), cursor, self.zone_for_expansion)
         return scan.instants_from(cursor)
 
-    def _walls(self) -> Iterator[datetime]:
-        """Every local occurrence from the start. Bounded (bounded_expansion.py): a rule
-        with no occurrence for more than about ten years of its periods simply ends, at
-        the dispatcher as in a preview."""
+    def _walls(self, cursor: datetime) -> Iterator[datetime]:
+        """The local occurrences from the start, or from a little before `cursor` when
+        that means the same. Bounded (bounded_expansion.py): a rule with no occurrence
+        for more than about ten years of its periods simply ends, at the dispatcher as in
+        a preview."""
         meter = ExpansionMeter(MAX_WORK_WITHOUT_OCCURRENCE, None)
         if self.month_days:
             yield from _with_month_ends(self.rrule, self.month_days, meter)
         else:
-            yield from bounded_walls(self.rrule, meter=meter)
+            yield from bounded_walls(self._anchored_near(cursor), meter=meter)
         if meter.exhausted:
             logger.warning("rule %r: no further occurrence within the work bound", self.body)
+
+    def _anchored_near(self, cursor: datetime) -> rrule:
+        """The rule started again a step or more before `cursor`, when that changes none of
+        its occurrences: a rule shorter than a day without COUNT only ever occurs a whole
+        number of steps (INTERVAL times its unit) after its start, and its BY parts
+        filter each candidate on its own. dateutil expands from the start, so a year-old
+        "every 5 minutes" would otherwise walk through 100,000 steps at every dispatch."""
+        step = _STEP_SECONDS.get(self.rrule._freq)
+        if step is None or self.rrule._count is not None:
+            return self.rrule
+        period = timedelta(seconds=step * self.rrule._interval)
+        steps = (cursor - self.start_wall) // period - 1
+        if steps <= 0:
+            return self.rrule
+        return self.rrule.replace(dtstart=self.start_wall + steps * period)
+
+
+_STEP_SECONDS = {HOURLY: 3600, MINUTELY: 60, SECONDLY: 1}
 
 
 class _Scan:
