@@ -106,8 +106,7 @@ def url(name: str, default: str, *, schemes: tuple[str, ...]) -> str:
     return value.rstrip("/")
 
 
-RATE_PERIODS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60,
-                "h": 3600, "hour": 3600, "d": 86400, "day": 86400}  # fmt: skip
+RATE_PERIODS = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "day": 86400}
 
 
 def rate(name: str, default: str) -> str:

@@ -28,7 +28,7 @@ MAX_WORK_WITHOUT_OCCURRENCE = 5000
 _DAYS_PER_UNIT = 16
 
 
-class ExpansionStopped(Exception):  # noqa: N818 - a stop, not a failure of the caller's
+class ExpansionStopped(Exception):
     """Raised inside dateutil's loop to end it; never leaves this module."""
 
 

@@ -49,8 +49,11 @@ def test_an_address_past_the_rate_without_a_token_gets_429_and_another_address_d
 
 def test_a_forged_forwarded_for_header_does_not_make_a_new_address(client):
     def call():
-        return client.get(f"{API}/no-such-thing/", REMOTE_ADDR="203.0.113.9",
-                          HTTP_X_FORWARDED_FOR=f"198.51.100.{next(forged)}")  # fmt: skip
+        return client.get(
+            f"{API}/no-such-thing/",
+            REMOTE_ADDR="203.0.113.9",
+            HTTP_X_FORWARDED_FOR=f"198.51.100.{next(forged)}",
+        )
 
     forged = iter(range(1000))
     assert over_the_limit(call, rate("anon")).status_code == 429
@@ -67,8 +70,9 @@ def test_a_webhook_flood_from_one_address_gets_429_with_retry_after(client, db):
 
     def call(address="192.0.2.10"):
         # No secret: each call is refused with 403 after the count, as a flood would be.
-        return client.post("/telegram/webhook/", data="{}", content_type="application/json",
-                           REMOTE_ADDR=address)  # fmt: skip
+        return client.post(
+            "/telegram/webhook/", data="{}", content_type="application/json", REMOTE_ADDR=address
+        )
 
     refused = over_the_limit(call, limit)
 

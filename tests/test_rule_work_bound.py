@@ -113,8 +113,11 @@ def test_a_stored_rule_that_never_occurs_again_completes_at_the_dispatcher_at_on
 def test_an_occurrence_after_a_long_gap_is_still_found():
     """The bound is on work without an occurrence, about ten years of a DAILY rule: the
     eight years between two leap days around 2100 are within it."""
-    rule = Rule("FREQ=DAILY;BYMONTH=2;BYMONTHDAY=29", starts_at=datetime(2096, 3, 1, 9, tzinfo=UTC),
-                zone_name="UTC")  # fmt: skip
+    rule = Rule(
+        "FREQ=DAILY;BYMONTH=2;BYMONTHDAY=29",
+        starts_at=datetime(2096, 3, 1, 9, tzinfo=UTC),
+        zone_name="UTC",
+    )
     assert rule.after(datetime(2096, 3, 1, tzinfo=UTC)) == datetime(2104, 2, 29, 9, tzinfo=UTC)
 
 
@@ -233,8 +236,11 @@ def test_the_slowest_rule_of_the_fuzz_took_well_under_the_limit():
 
 def test_a_year_old_rule_every_5_minutes_is_advanced_without_walking_the_year():
     now = datetime(2026, 3, 1, 12, 1, tzinfo=UTC)
-    rule = Rule("FREQ=MINUTELY;INTERVAL=5", starts_at=now - timedelta(days=365, minutes=1),
-                zone_name="Europe/Berlin")  # fmt: skip
+    rule = Rule(
+        "FREQ=MINUTELY;INTERVAL=5",
+        starts_at=now - timedelta(days=365, minutes=1),
+        zone_name="Europe/Berlin",
+    )
     spent, following = cpu_seconds(lambda: rule.after(now))
     assert following == datetime(2026, 3, 1, 12, 5, tzinfo=UTC)
     assert spent < 0.005  # it took 0.4 s when the rule was expanded from its start

@@ -28,9 +28,10 @@ def nurse(db):
 
 def sign_in(client, url, password=PASSWORD, *, code="", address="127.0.0.1", username="nurse"):
     return client.post(
-        url, {"username": username, "password": password, "otp_token": code},
+        url,
+        {"username": username, "password": password, "otp_token": code},
         REMOTE_ADDR=address,
-    )  # fmt: skip
+    )
 
 
 def signed_in(client) -> bool:
@@ -68,8 +69,9 @@ def test_after_the_cool_off_the_right_password_works_again(client, nurse, url):
         sign_in(client, url, "wrong password")
     assert sign_in(client, url).status_code == 429
 
-    AccessAttempt.objects.update(attempt_time=AccessAttempt.objects.get().attempt_time
-                                 - timedelta(minutes=16))  # fmt: skip
+    AccessAttempt.objects.update(
+        attempt_time=AccessAttempt.objects.get().attempt_time - timedelta(minutes=16)
+    )
 
     assert sign_in(client, url).status_code == 302
     assert signed_in(client)
