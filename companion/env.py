@@ -133,3 +133,24 @@ def proxy_ssl_header(name: str) -> tuple[str, str] | None:
             "(the proxy sets it to https)"
         )
     return ("HTTP_" + value.upper().replace("-", "_"), "https")
+
+
+RATE_PERIODS = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "day": 86400}
+
+
+def rate(name: str, default: str) -> str:
+    """A request rate as Django REST framework writes it, e.g. "600/min"; checked here, so
+    a typo stops start-up instead of failing the first request."""
+    value = string(name, default).strip()
+    count, _, period = value.partition("/")
+    if not (count.isdigit() and int(count) > 0 and period in RATE_PERIODS):
+        raise ImproperlyConfigured(
+            f"{name}={value!r} is not a rate like 60/min (a count, then /s, /min, /h or /day)"
+        )
+    return value
+
+
+def rate_per_seconds(value: str) -> tuple[int, int]:
+    """(requests, seconds) of a rate read by `rate`."""
+    count, _, period = value.partition("/")
+    return int(count), RATE_PERIODS[period]

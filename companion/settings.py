@@ -76,6 +76,11 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_celery_beat",
+    # Sign-in: lockout after repeated failures, and TOTP for providers who set one up
+    # (care_team/login_security.py).
+    "axes",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
     "rest_framework",
     "knox",
     "django_filters",
@@ -107,6 +112,8 @@ MIDDLEWARE = [
     "auditlog.middleware.AuditlogMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
+    # Last, as django-axes asks: it turns a locked-out sign-in into its 429 page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 # A Content-Security-Policy on every response (django-csp): scripts, styles and the rest
@@ -168,6 +175,30 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
 
+# --- Signing in (admin and web UI): lockout, second factor, sessions ---------------
+AUTHENTICATION_BACKENDS = [
+    "care_team.login_security.LockoutBackend",  # refuses a locked-out username + address
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_ENABLED = env.boolean("AXES_ENABLED", True)
+AXES_FAILURE_LIMIT = env.integer("AXES_FAILURE_LIMIT", 5, minimum=1, maximum=100)
+AXES_COOLOFF_TIME = timedelta(
+    minutes=env.integer("AXES_COOLOFF_MINUTES", 15, minimum=1, maximum=24 * 60)
+)
+# One username from one address: a guesser is stopped without letting anyone lock a
+# provider out from everywhere by typing their name.
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "care_team.login_security.client_ip"
+AXES_LOCKOUT_TEMPLATE = "care_team/web/locked_out.html"
+# Providers with a confirmed TOTP device always give its code; with this on, everyone must
+# have one.
+REQUIRE_TOTP = env.boolean("REQUIRE_TOTP", False)
+OTP_TOTP_ISSUER = "Companion"
+# A session ends when the browser closes, and in any case after SESSION_COOKIE_AGE.
+SESSION_EXPIRE_AT_BROWSER_CLOSE = env.boolean("SESSION_EXPIRE_AT_BROWSER_CLOSE", True)
+SESSION_COOKIE_AGE = env.integer("SESSION_COOKIE_AGE", 8 * 3600, minimum=60)
+
 LANGUAGE_CODE = "en"
 TIME_ZONE = "UTC"
 USE_I18N = True
@@ -179,6 +210,23 @@ LOGIN_URL = "admin:login"
 
 # --- Redis and Celery --------------------------------------------------------------
 REDIS_URL = env.url("REDIS_URL", "redis://127.0.0.1:6379/0", schemes=("redis", "rediss"))
+
+# Django's cache is shared by every web process through Redis: API throttles and the
+# health report's cache mean nothing if each process counts on its own. Keys are prefixed
+# so they never meet the broker's or the rate limiter's. Its calls take well under a
+# millisecond; a Redis that hangs costs a request half a second at most, after which the
+# throttles let it through and the health check runs uncached.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "cache",
+        "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
+    }
+}
+# /api/scheduler/health/ runs its checks (a second or more) at most once in this many
+# seconds; requests in between get the last report and its age. 0: every request.
+HEALTH_CACHE_SECONDS = env.integer("HEALTH_CACHE_SECONDS", 5, minimum=0, maximum=300)
 
 # One queue per channel, so a slow or broken provider never holds up the others, and
 # a deployment can scale the workers of each channel on its own queue depth.
@@ -512,11 +560,31 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["care_team.api.framework.StrictJSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "care_team.api.framework.exception_handler",
+    # Per user (by token or session) and, for the endpoints open without one, per client
+    # address; counted in the shared cache (Redis), so across every web process.
+    "DEFAULT_THROTTLE_CLASSES": [
+        "care_team.api.throttles.UserThrottle",
+        "care_team.api.throttles.AnonThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "user": env.rate("API_THROTTLE_USER_RATE", "600/min"),
+        "anon": env.rate("API_THROTTLE_ANON_RATE", "60/min"),
+        # Probes: kept apart from the anonymous rate, and generous, so that many pods
+        # probed from one node's address are never marked unready by a 429.
+        "health": env.rate("API_THROTTLE_HEALTH_RATE", "600/min"),
+    },
+    # The client's address is REMOTE_ADDR unless this many proxies in front of the site
+    # append to X-Forwarded-For (then the address the nearest of them saw). Left unset,
+    # DRF would believe whatever X-Forwarded-For a client sends.
+    "NUM_PROXIES": env.integer("TRUSTED_PROXY_COUNT", 0, minimum=0, maximum=10),
 }
 # API tokens are kept hashed (django-rest-knox) and expire; `create_provider --new-token`
 # issues one, `--rotate` replaces them all (patients/api_tokens.py).
 API_TOKEN_DAYS = env.integer("API_TOKEN_DAYS", 90, minimum=1, maximum=730)
 REST_KNOX = {"AUTH_HEADER_PREFIX": "Token", "TOKEN_TTL": timedelta(days=API_TOKEN_DAYS)}
+# Inbound webhooks (Telegram, WhatsApp, Twilio), per endpoint and client address. The
+# providers send from a few addresses; past the rate they get a 429 and retry later.
+WEBHOOK_RATE_PER_ADDRESS = env.rate("WEBHOOK_RATE_PER_ADDRESS", "1200/min")
 SPECTACULAR_SETTINGS = {
     "TITLE": "Companion scheduler API",
     "DESCRIPTION": "Patients, scheduled messages, their deliveries and templates, for care "

@@ -19,6 +19,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from conversations.webhook_limits import limited_per_address
 from scheduling.provider_status import STATUS_RANK, record_twilio_status
 
 logger = logging.getLogger(__name__)
@@ -32,6 +33,7 @@ def twilio_signature(auth_token: str, url: str, params: Iterable[tuple[str, str]
 
 @csrf_exempt
 @require_POST
+@limited_per_address("twilio-status")
 def twilio_status(request: HttpRequest) -> HttpResponse:
     if not signed_by_twilio(request):
         logger.warning("twilio status callback refused: bad or missing signature")

@@ -14,6 +14,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from conversations import inbound
 from conversations.callbacks import signed_by_twilio
+from conversations.webhook_limits import limited_per_address
 from patients.models import Channel
 
 logger = logging.getLogger(__name__)
@@ -46,6 +47,7 @@ def _nesting(value: object) -> int:
 
 @csrf_exempt
 @require_POST
+@limited_per_address("telegram")
 def telegram_webhook(request: HttpRequest) -> HttpResponse:
     given = request.headers.get("X-Telegram-Bot-Api-Secret-Token", "")
     if not inbound.telegram_secret_valid(given):
@@ -61,6 +63,7 @@ def telegram_webhook(request: HttpRequest) -> HttpResponse:
 
 @csrf_exempt
 @require_http_methods(["GET", "POST"])
+@limited_per_address("whatsapp")
 def whatsapp_inbound(request: HttpRequest) -> HttpResponse:
     if request.method == "GET":
         # Meta's one-time check when the webhook is subscribed.
@@ -86,6 +89,7 @@ def whatsapp_inbound(request: HttpRequest) -> HttpResponse:
 
 @csrf_exempt
 @require_POST
+@limited_per_address("twilio")
 def twilio_inbound(request: HttpRequest) -> HttpResponse:
     if not signed_by_twilio(request):
         logger.warning("twilio inbound refused: bad or missing signature")

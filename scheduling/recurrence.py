@@ -15,12 +15,21 @@ Policy (also in the README, and tested in tests/test_recurrence.py):
 """
 
 import calendar
+import logging
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from dateutil.rrule import HOURLY, MINUTELY, MONTHLY, SECONDLY, rrule, rrulestr
+from dateutil.rrule import DAILY, HOURLY, MINUTELY, MONTHLY, SECONDLY, WEEKLY, rrule, rrulestr
+
+from scheduling.bounded_expansion import (
+    MAX_WORK_WITHOUT_OCCURRENCE,
+    ExpansionMeter,
+    bounded_walls,
+)
+
+logger = logging.getLogger(__name__)
 
 _PURE_INTERVAL_KEYS = {"FREQ", "INTERVAL", "COUNT", "UNTIL", "WKST"}
 _SUB_DAILY = {HOURLY, MINUTELY, SECONDLY}
@@ -86,6 +95,8 @@ class Rule:
         if not isinstance(parsed, rrule):
             raise ValueError("only a single RRULE line is accepted")
         self.rrule = parsed
+        self.body = rule_body(rule)
+        self._scan: _Scan | None = None
         self.month_days = _month_days_past_28(parts) if parsed._freq == MONTHLY else ()
 
     def after(self, moment: datetime) -> datetime | None:
@@ -104,22 +115,77 @@ class Rule:
                 yield occurrence
 
     def _from(self, moment: datetime) -> Iterator[datetime]:
-        """Occurrences in order from around `moment`, each once, in UTC."""
+        """Occurrences in order from around `moment`, each once, in UTC.
+
+        The scan goes on from where the last call left it when `moment` is not earlier:
+        a preview or the dispatcher's catch-up asks for one occurrence after another, and
+        each would otherwise expand the rule again from its start."""
         wall = local_wall_time(moment, self.zone_for_expansion)
         # An occurrence moved out of a DST gap is later than its wall time by the gap
         # (at most an hour or two), so start the scan that far back and filter here.
         cursor = wall - timedelta(hours=6) if not self.elapsed else wall
-        previous = None
-        for occurrence_wall in self._walls_from(cursor):
-            instant = resolve_local(occurrence_wall, self.zone_for_expansion)
-            if previous is None or instant > previous:
-                previous = instant
-                yield instant
+        scan = self._scan
+        if scan is None or cursor < scan.cursor or (scan.previous and moment < scan.previous):
+            scan = self._scan = _Scan(self._walls(cursor), cursor, self.zone_for_expansion)
+        return scan.instants_from(cursor)
 
-    def _walls_from(self, cursor: datetime) -> Iterator[datetime]:
-        if not self.month_days:
-            return self.rrule.xafter(cursor, inc=True)
-        return (wall for wall in _with_month_ends(self.rrule, self.month_days) if wall >= cursor)
+    def _walls(self, cursor: datetime) -> Iterator[datetime]:
+        """The local occurrences from the start, or from a little before `cursor` when
+        that means the same. Bounded (bounded_expansion.py): a rule with no occurrence
+        for more than about ten years of its periods simply ends, at the dispatcher as in
+        a preview."""
+        meter = ExpansionMeter(MAX_WORK_WITHOUT_OCCURRENCE, None)
+        if self.month_days:
+            yield from _with_month_ends(self.rrule, self.month_days, meter)
+        else:
+            yield from bounded_walls(self._anchored_near(cursor), meter=meter)
+        if meter.exhausted:
+            logger.warning("rule %r: no further occurrence within the work bound", self.body)
+
+    def _anchored_near(self, cursor: datetime) -> rrule:
+        """The rule started again a step or more before `cursor`, when that changes none of
+        its occurrences: a rule shorter than a day without COUNT only ever occurs a whole
+        number of steps (INTERVAL times its unit) after its start, and its BY parts
+        filter each candidate on its own. dateutil expands from the start, so a year-old
+        "every 5 minutes" would otherwise walk through 100,000 steps at every dispatch."""
+        step = _STEP_SECONDS.get(self.rrule._freq)
+        if step is None or self.rrule._count is not None:
+            return self.rrule
+        period = timedelta(seconds=step * self.rrule._interval)
+        steps = (cursor - self.start_wall) // period - 1
+        if steps <= 0:
+            return self.rrule
+        return self.rrule.replace(dtstart=self.start_wall + steps * period)
+
+
+_STEP_SECONDS = {HOURLY: 3600, MINUTELY: 60, SECONDLY: 1}
+
+
+class _Scan:
+    """One pass over a rule's occurrences that later calls resume: `head` is the next
+    occurrence, found and not yet passed; `previous` the last one passed."""
+
+    def __init__(self, walls: Iterator[datetime], cursor: datetime, zone: ZoneInfo) -> None:
+        self.walls = walls
+        self.cursor = cursor
+        self.zone = zone
+        self.head: datetime | None = None
+        self.previous: datetime | None = None
+
+    def instants_from(self, cursor: datetime) -> Iterator[datetime]:
+        while True:
+            if self.head is None:
+                wall = next(self.walls, None)
+                if wall is None:
+                    return
+                if wall < cursor:
+                    continue  # before the scan's window: not worth resolving
+                instant = resolve_local(wall, self.zone)
+                if self.previous is not None and instant <= self.previous:
+                    continue  # several local times that are one instant are sent once
+                self.head = instant
+            yield self.head
+            self.previous, self.head = self.head, None
 
 
 # Parts that filter whole days or months. With a sub-daily FREQ, dateutil steps minute
@@ -130,8 +196,10 @@ _DAY_LEVEL_PARTS = {"BYSETPOS", "BYMONTHDAY", "BYYEARDAY", "BYWEEKNO", "BYMONTH"
 
 def check_rule_is_practical(rule: str, *, starts_at: datetime, zone_name: str) -> None:
     """ValueError, said plainly, for a rule the scheduler cannot afford to expand: a
-    sub-daily rule filtered by day-level parts, or one with no occurrence in ten years
-    (a week for sub-daily rules). The search is bounded, so this never hangs."""
+    sub-daily rule filtered by day-level parts, more times a day than minutes, a BYSETPOS
+    past the times a period has, or no occurrence in ten years (a week for sub-daily
+    rules). The search is bounded in dates and in work (bounded_expansion.py), so this
+    answers within milliseconds whatever the rule."""
     parts = rule_parts(rule)
     sub_daily = _frequency(parts.get("FREQ")) in _SUB_DAILY
     if sub_daily and (found := sorted(_DAY_LEVEL_PARTS & set(parts))):
@@ -140,19 +208,83 @@ def check_rule_is_practical(rule: str, *, starts_at: datetime, zone_name: str) -
             "use a DAILY, WEEKLY or MONTHLY rule with BYHOUR and BYMINUTE"
         )
     frequency = parts.get("FREQ", "").upper()
+    if frequency == "SECONDLY" and (by_parts := sorted(set(parts) - _PURE_INTERVAL_KEYS)):
+        # dateutil steps second by second to the hour or minute asked: a second of CPU.
+        raise ValueError(
+            f"{', '.join(by_parts)} cannot be combined with FREQ=SECONDLY (for tests and "
+            "demos: an interval only)"
+        )
     for part in ("BYYEARDAY", "BYWEEKNO"):  # RFC 5545 allows these with YEARLY only
         if part in parts and frequency != "YEARLY":
             raise ValueError(f"{part} is only allowed with FREQ=YEARLY")
     parsed = Rule(rule, starts_at=starts_at, zone_name=zone_name)
+    _check_times_a_day(parsed.rrule)
+    _check_set_positions(parsed.rrule)
+    _check_nth_weekdays(parsed.rrule)
     horizon = timedelta(days=7) if sub_daily else timedelta(days=3653)
     until = parsed.rrule._until
     if until is not None and until < parsed.start_wall:
         raise ValueError("its UNTIL is before the first occurrence")
     end = parsed.start_wall + horizon if until is None else min(until, parsed.start_wall + horizon)
-    bounded = parsed.rrule.replace(until=end, count=None)
-    if next(iter(bounded), None) is None:
+    walls = bounded_walls(parsed.rrule.replace(count=None, until=None), not_after=end)
+    if next((wall for wall in walls if wall <= end), None) is None:
         span = "a week" if sub_daily else "ten years"
         raise ValueError(f"the rule has no occurrence within {span} of its start")
+
+
+# More occurrences a day than minutes is a flood, and dateutil would build each day's
+# list of times (up to 86,400) for every day it looks at.
+MAX_TIMES_A_DAY = 24 * 60
+_PERIOD_NAMES = {DAILY: "day", WEEKLY: "week", MONTHLY: "month"}
+_PERIOD_DAYS = {DAILY: 1, WEEKLY: 7, MONTHLY: 31}
+
+
+def _times_a_day(parsed: rrule) -> int:
+    return (
+        len(parsed._byhour or (0,)) * len(parsed._byminute or (0,)) * len(parsed._bysecond or (0,))
+    )
+
+
+def _check_times_a_day(parsed: rrule) -> None:
+    if parsed._freq in _SUB_DAILY:
+        return  # one time per step; the step is checked elsewhere (SECONDLY)
+    if (times := _times_a_day(parsed)) > MAX_TIMES_A_DAY:
+        raise ValueError(
+            f"BYHOUR, BYMINUTE and BYSECOND ask for {times} times a day; at most "
+            f"{MAX_TIMES_A_DAY} (one a minute)"
+        )
+
+
+def _check_set_positions(parsed: rrule) -> None:
+    """BYSETPOS picks the n-th of a period's times; a period never has more than its
+    days times the times of a day, so a position past that can never be met."""
+    if not parsed._bysetpos:
+        return
+    most = _PERIOD_DAYS.get(parsed._freq, 366) * _times_a_day(parsed)
+    if all(abs(position) > most for position in parsed._bysetpos):
+        period = _PERIOD_NAMES.get(parsed._freq, "year")
+        position = min(parsed._bysetpos, key=abs)
+        raise ValueError(
+            f"BYSETPOS={position} asks for the {_ordinal(abs(position))} time in each {period}, "
+            f"but this rule has at most {most} in a {period}"
+        )
+
+
+def _check_nth_weekdays(parsed: rrule) -> None:
+    """BYDAY=20MO in a month (dateutil fails with an IndexError deep in its loop)."""
+    in_months = parsed._freq == MONTHLY or (parsed._freq < MONTHLY and parsed._bymonth)
+    most, within = (5, "month") if in_months else (53, "year")
+    for weekday, number in parsed._bynweekday or ():
+        if abs(number) > most:
+            day = ("MO", "TU", "WE", "TH", "FR", "SA", "SU")[weekday]
+            raise ValueError(f"BYDAY={number}{day}: a {within} has at most {most} of each weekday")
+
+
+def _ordinal(number: int) -> str:
+    suffix = (
+        "th" if 10 <= number % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(number % 10, "th")
+    )
+    return f"{number}{suffix}"
 
 
 def _frequency(name: str | None) -> int | None:
@@ -181,7 +313,9 @@ def _month_days_past_28(parts: dict[str, str]) -> tuple[int, ...]:
     return days if any(day > 28 for day in days) else ()
 
 
-def _with_month_ends(parsed: rrule, month_days: tuple[int, ...]) -> Iterator[datetime]:
+def _with_month_ends(
+    parsed: rrule, month_days: tuple[int, ...], meter: ExpansionMeter
+) -> Iterator[datetime]:
     """The rule's occurrences, with day 29-31 sent on the last day of a shorter month.
 
     The rule is expanded with the last day added, and each candidate kept when it is one
@@ -190,7 +324,7 @@ def _with_month_ends(parsed: rrule, month_days: tuple[int, ...]) -> Iterator[dat
     count = parsed._count
     extended = parsed.replace(bymonthday=(*month_days, -1), count=None)
     kept = 0
-    for wall in extended:
+    for wall in bounded_walls(extended, meter=meter):
         month_length = calendar.monthrange(wall.year, wall.month)[1]
         asked = wall.day in month_days or wall.day - month_length - 1 in month_days
         stands_in = wall.day == month_length and any(day > month_length for day in month_days)

@@ -5,15 +5,23 @@ Each check is a plain function that catches its own errors and returns a Check w
 detail names no host, URL or patient: an error class, an age, a count. `run_checks` runs
 them side by side under one deadline, so a dependency that hangs makes the answer
 "failing" within about 2.5 s instead of holding the probe.
+
+A full run costs a second or more (the workers' ping waits its whole timeout) and the
+endpoint needs no login, so `health_answer` keeps the report in the shared cache for
+HEALTH_CACHE_SECONDS: one request at a time (holding a lock in Redis) runs the checks,
+and every other request gets the last report, with its age.
 """
 
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import redis
 from celery import current_app as celery_app
 from django.conf import settings
+from django.core.cache import cache
 from django.db import DatabaseError, connections
 from kombu.exceptions import KombuError
 from redis.exceptions import RedisError
@@ -124,4 +132,61 @@ def health_report(checks: dict[str, Check]) -> dict:
         "status": "failing" if failing else "ok",
         "failing": failing,
         "checks": {name: {"ok": c.ok, "detail": c.detail} for name, c in checks.items()},
+    }
+
+
+REPORT_KEY = "health:report"
+LOCK_KEY = "health:computing"
+# The last report is kept this much longer than it is fresh, to answer with while one
+# request computes the next.
+STALE_KEEP_SECONDS = 60
+POLL_SECONDS = 0.05
+
+
+def health_answer() -> dict:
+    """The report with `age_seconds` and `checked_at`: from the cache while it is younger
+    than HEALTH_CACHE_SECONDS; otherwise computed by the one request that takes the lock,
+    while the others answer with the last report (or, before there is any, wait for it)."""
+    fresh_for = settings.HEALTH_CACHE_SECONDS
+    if fresh_for <= 0:
+        return _aged(_computed())
+    try:
+        cached = cache.get(REPORT_KEY)
+        if cached is not None and time.time() - cached["checked_at"] < fresh_for:
+            return _aged(cached)
+        if cache.add(LOCK_KEY, 1, timeout=int(DEADLINE_SECONDS) + 2):
+            try:
+                cached = _computed()
+                cache.set(REPORT_KEY, cached, timeout=fresh_for + STALE_KEEP_SECONDS)
+            finally:
+                cache.delete(LOCK_KEY)
+            return _aged(cached)
+        return _aged(cached if cached is not None else _awaited())
+    except (RedisError, OSError) as exc:
+        # The cache is Redis: without it, each request checks for itself (and the redis
+        # check says what is wrong).
+        logger.warning("health report not cached: %s", type(exc).__name__)
+        return _aged(_computed())
+
+
+def _computed() -> dict:
+    return {"report": health_report(run_checks()), "checked_at": time.time()}
+
+
+def _awaited() -> dict:
+    """The report another request is computing; computed here if it never comes."""
+    deadline = time.monotonic() + DEADLINE_SECONDS + 1
+    while time.monotonic() < deadline:
+        time.sleep(POLL_SECONDS)
+        if (cached := cache.get(REPORT_KEY)) is not None:
+            return cached
+    return _computed()
+
+
+def _aged(cached: dict) -> dict:
+    checked_at = cached["checked_at"]
+    return {
+        **cached["report"],
+        "checked_at": datetime.fromtimestamp(checked_at, UTC).isoformat(timespec="seconds"),
+        "age_seconds": round(max(time.time() - checked_at, 0.0), 1),
     }

@@ -734,6 +734,10 @@ class HealthSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=["ok", "failing"])
     failing = serializers.ListField(child=StrictCharField())
     checks = serializers.DictField(child=CheckSerializer())
+    checked_at = serializers.DateTimeField(help_text="When the checks ran.")
+    age_seconds = serializers.FloatField(
+        help_text="How old the report is: it is kept for HEALTH_CACHE_SECONDS (5)."
+    )
 
 
 class TelegramLinkSerializer(serializers.Serializer):

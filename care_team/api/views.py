@@ -23,7 +23,7 @@ from rest_framework.views import APIView
 from care_team.api import operations
 from care_team.api.filters import MessageFilter, StableOrderingFilter
 from care_team.api.framework import AdminsDelete, AuditActorMixin, MembersWrite, Pagination
-from care_team.api.health import health_report, run_checks
+from care_team.api.health import health_answer
 from care_team.api.outreach_serializers import (
     CheckInPlanSerializer,
     CheckInSerializer,
@@ -52,6 +52,7 @@ from care_team.api.serializers import (
     TelegramLinkSerializer,
     TemplateSerializer,
 )
+from care_team.api.throttles import HealthThrottle
 from outreach.follow_ups import follow_up_schedule, set_follow_ups, state_for
 from outreach.models import CheckInPlan
 from outreach.plans import plan_check_ins_for
@@ -444,6 +445,7 @@ class HealthView(APIView):
 
     authentication_classes = []
     permission_classes = [AllowAny]
+    throttle_classes = [HealthThrottle]
 
     @extend_schema(
         summary="Readiness: database, Redis, Beat and workers",
@@ -451,5 +453,5 @@ class HealthView(APIView):
         responses={200: HealthSerializer, 503: HealthSerializer},
     )
     def get(self, request):
-        report = health_report(run_checks())
+        report = health_answer()
         return Response(report, status=503 if report["failing"] else 200)

@@ -1,6 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path, reverse_lazy
 
+from care_team.login_security import SignInForm
 from care_team.web import views
 
 app_name = "scheduled_messages"
@@ -17,6 +18,7 @@ urlpatterns = [
         "login/",
         auth_views.LoginView.as_view(
             template_name="care_team/web/login.html",
+            authentication_form=SignInForm,
             next_page=reverse_lazy("scheduled_messages:list"),
         ),
         name="login",

@@ -75,10 +75,11 @@ def message_new(request: HttpRequest) -> HttpResponse:
 @provider_required
 @require_GET
 def occurrence_preview(request: HttpRequest) -> HttpResponse:
-    """The fragment under the When field: the next occurrences, or why there are none."""
-    return render(
-        request, "care_team/web/_preview.html", {"preview": _preview(request, request.GET)}
-    )
+    """The fragment under the When field: the next occurrences, or why there are none (a
+    400, which the create page's htmx config still shows)."""
+    preview = _preview(request, request.GET)
+    status = 400 if preview.error else 200
+    return render(request, "care_team/web/_preview.html", {"preview": preview}, status=status)
 
 
 def _preview(request: HttpRequest, data) -> Preview:
