@@ -31,7 +31,7 @@ TAKEN_IN_ORGANIZATION = "Another patient of this clinic has this {channel} addre
 
 def contacts_at(channel: str, address: str) -> list[Contact]:
     """Every contact at the address, the most recently verified first, unverified last."""
-    found = Contact.objects.select_related("patient").filter(channel=channel, address=address)
+    found = Contact.objects.select_related("patient").at(channel, address)
     return list(found.order_by(F("verified_at").desc(nulls_last=True), "-id"))
 
 
@@ -45,9 +45,7 @@ def address_taken_in_organization(
 ) -> bool:
     """Whether another patient of the organization has the address. Only the user's own
     organization is looked at: another clinic's patients stay out of the answer."""
-    others = Contact.objects.filter(
-        channel=channel, address=address, patient__organization_id=organization_id
-    )
+    others = Contact.objects.at(channel, address).filter(patient__organization_id=organization_id)
     if patient_id is not None:
         others = others.exclude(patient_id=patient_id)
     return others.exists()

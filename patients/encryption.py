@@ -86,6 +86,11 @@ def blind_index(*parts: str) -> str:
     return hmac.new(settings.BLIND_INDEX_KEY.encode(), message, hashlib.sha256).hexdigest()
 
 
+def address_hash(channel: str, address: str) -> str:
+    """How a contact's address is looked up (Contact.address_hash)."""
+    return blind_index(channel, address.strip())
+
+
 def new_key() -> str:
     return Fernet.generate_key().decode("ascii")
 

@@ -106,9 +106,11 @@ def link_chat(*, token: str, chat_id: str) -> LinkResult:
     patient = row.patient
     # Within the patient's organization only: a chat may belong to patients of several
     # clinics (patients.contacts), and another clinic's are none of this link's business.
-    existing = Contact.objects.filter(
-        channel=Channel.TELEGRAM, address=chat_id, patient__organization_id=patient.organization_id
-    ).first()
+    existing = (
+        Contact.objects.at(Channel.TELEGRAM, chat_id)
+        .filter(patient__organization_id=patient.organization_id)
+        .first()
+    )
     if existing is not None and existing.patient_id != patient.pk:
         logger.warning("link token %s refused: the chat is another patient's", row.pk)
         return LinkResult(LinkOutcome.OTHER_PATIENT, patient)

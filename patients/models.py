@@ -8,7 +8,8 @@ from django.core.validators import validate_email
 from django.db import models
 from django.db.models import F, Q
 
-from patients.fields import EncryptedJSONField
+from patients.encryption import address_hash
+from patients.fields import BlindIndexField, EncryptedJSONField, EncryptedTextField
 
 
 def validate_timezone(value: str) -> None:
@@ -164,6 +165,12 @@ class VerifiedVia(models.TextChoices):
     CARE_TEAM = "care_team", "Confirmed by the care team"
 
 
+class ContactQuerySet(models.QuerySet):
+    def at(self, channel: str, address: str) -> "ContactQuerySet":
+        """The contacts at an address, found by its keyed hash (the address is encrypted)."""
+        return self.filter(channel=channel, address_hash=address_hash(channel, address))
+
+
 class Contact(models.Model):
     """Where a patient can be reached on one channel: a Telegram chat id, a phone number.
 
@@ -173,7 +180,9 @@ class Contact(models.Model):
 
     patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="contacts")
     channel = models.CharField(max_length=16, choices=Channel.choices)
-    address = models.CharField(max_length=255)
+    # Encrypted at rest; found by its keyed hash (patients/encryption.py).
+    address = EncryptedTextField(max_length=255)
+    address_hash = BlindIndexField(of=("channel", "address"))
     verified_at = models.DateTimeField(null=True, blank=True)
     verified_via = models.CharField(max_length=16, choices=VerifiedVia.choices, blank=True)
     verified_by = models.ForeignKey(
@@ -188,15 +197,17 @@ class Contact(models.Model):
     blocked_reason = models.CharField(max_length=255, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
+    objects = ContactQuerySet.as_manager()
+
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["patient", "channel", "address"], name="contact_unique_per_patient"
+                fields=["patient", "channel", "address_hash"], name="contact_unique_per_patient"
             )
         ]
         indexes = [
             models.Index(fields=["patient", "channel"]),
-            models.Index(fields=["channel", "address"], name="contact_address_idx"),
+            models.Index(fields=["channel", "address_hash"], name="contact_address_idx"),
         ]
 
     def __str__(self) -> str:
@@ -285,5 +296,10 @@ class InboundUpdate(models.Model):
 
 
 auditlog.register(Patient, exclude_fields=["updated_at", "last_interaction_at"])
-auditlog.register(Contact)
+auditlog.register(
+    Contact,
+    exclude_fields=["address_hash"],
+    mask_fields=["address"],
+    mask_callable="patients.encryption.audit_mask",
+)
 auditlog.register(Membership)

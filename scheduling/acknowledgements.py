@@ -20,6 +20,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
+from patients.encryption import address_hash
 from patients.models import Channel, Patient
 from patients.texts import say
 from scheduling.models import (
@@ -94,10 +95,13 @@ def acknowledge_press(*, chat_id: str, data: str, now: datetime | None = None) -
     if parsed is not None:
         delivery = (
             Delivery.objects.select_related("message", "message__patient")
-            .filter(pk=parsed[0], message__patient__contacts__channel=Channel.TELEGRAM,
-                    message__patient__contacts__address=chat_id)
+            .filter(
+                pk=parsed[0],
+                message__patient__contacts__channel=Channel.TELEGRAM,
+                message__patient__contacts__address_hash=address_hash(Channel.TELEGRAM, chat_id),
+            )
             .first()
-        )  # fmt: skip
+        )
     if parsed is None or delivery is None:
         logger.warning("refused an acknowledgement button press (bad signature or chat)")
         return AckReply(say("ack_invalid", None))

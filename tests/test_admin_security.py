@@ -109,7 +109,7 @@ def test_a_contact_posted_for_another_clinics_patient_is_refused_without_naming_
     assert response.status_code == 200
     assert "Select a valid choice" in page
     assert STRANGER not in page
-    assert not Contact.objects.filter(address="424242").exists()
+    assert not Contact.objects.at("telegram", "424242").exists()
 
 
 def test_no_admin_form_field_names_another_clinics_object(clinics):

@@ -224,7 +224,7 @@ def test_a_valid_link_connects_the_chat_as_a_verified_contact(updates, bot, make
     reply = say(updates, bot, "4242", f"/start {link.token}")
 
     assert "You are connected" in reply
-    contact = Contact.objects.get(channel=Channel.TELEGRAM, address="4242")
+    contact = Contact.objects.at(Channel.TELEGRAM, "4242").get()
     assert contact.patient == patient and contact.verified_at is not None
     token = LinkToken.objects.get(patient=patient)
     assert token.used_at is not None and token.token_hash == token_hash(link.token)
@@ -242,7 +242,7 @@ def test_an_expired_link_is_refused_with_a_clear_answer(updates, bot, make_patie
     reply = say(updates, bot, "4243", f"/start {link.token}")
 
     assert "expired" in reply
-    assert not Contact.objects.filter(address="4243").exists()
+    assert not Contact.objects.at(Channel.TELEGRAM, "4243").exists()
 
 
 def test_a_used_link_is_refused_for_another_chat(updates, bot, make_patient):
@@ -253,7 +253,7 @@ def test_a_used_link_is_refused_for_another_chat(updates, bot, make_patient):
     reply = say(updates, bot, "5002", f"/start {link.token}")
 
     assert "already been used" in reply
-    assert not Contact.objects.filter(address="5002").exists()
+    assert not Contact.objects.at(Channel.TELEGRAM, "5002").exists()
     assert say(updates, bot, "5001", f"/start {link.token}").startswith("You are already")
 
 

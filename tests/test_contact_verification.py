@@ -28,7 +28,9 @@ PHONE = "+15551234567"
 
 @pytest.fixture
 def provider(organization):
-    return provider_create(organization_slug=organization.slug, username="alice", admin=True)
+    return provider_create(
+        organization_slug=organization.slug, username="alice", admin=True, new_token=True
+    )
 
 
 @pytest.fixture
@@ -132,7 +134,7 @@ def test_the_admin_cannot_set_verified_and_records_a_confirmation(
     }
 
     assert care_team_client.post(add, data).status_code == 302
-    unconfirmed = Contact.objects.get(address=PHONE)
+    unconfirmed = Contact.objects.at("sms", PHONE).get()
     assert unconfirmed.verified_at is None
 
     response = care_team_client.post(
@@ -152,7 +154,7 @@ def test_the_admin_confirm_box_on_a_contact_records_who(care_team_client, provid
 
     care_team_client.post(reverse("admin:patients_contact_add"), data)
 
-    contact = Contact.objects.get(address=PHONE)
+    contact = Contact.objects.at("sms", PHONE).get()
     assert contact.verified_by == provider.user and contact.verified_at is not None
 
 
@@ -206,7 +208,7 @@ def test_telegram_linking_still_verifies_the_chat(make_patient):
 
     link_chat(token=link.token, chat_id="31337")
 
-    contact = Contact.objects.get(address="31337")
+    contact = Contact.objects.at("telegram", "31337").get()
     assert contact.verified_at is not None and contact.verified_via == "telegram_link"
 
 
@@ -284,7 +286,7 @@ def test_an_address_another_clinic_has_is_accepted_and_reveals_nothing(
     )
 
     assert response.status_code == 201, response.json()
-    assert Contact.objects.filter(address="555123").count() == 2
+    assert Contact.objects.at("telegram", "555123").count() == 2
 
 
 def test_an_address_another_patient_of_the_clinic_has_is_refused(api, patient):
@@ -312,7 +314,7 @@ def test_the_admin_accepts_an_address_another_clinic_has(
     )
 
     assert response.status_code == 302
-    assert Contact.objects.filter(address="555124").count() == 2
+    assert Contact.objects.at("telegram", "555124").count() == 2
 
 
 def test_the_admin_refuses_an_address_another_patient_of_the_clinic_has(
@@ -380,4 +382,4 @@ def test_a_chat_linked_in_one_clinic_can_be_linked_in_another(make_patient, othe
 
     assert linked.outcome == LinkOutcome.LINKED
     assert refused.outcome == LinkOutcome.OTHER_PATIENT
-    assert Contact.objects.filter(address="7070").count() == 2
+    assert Contact.objects.at("telegram", "7070").count() == 2

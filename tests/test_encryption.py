@@ -6,6 +6,7 @@ import io
 import pytest
 from auditlog.models import LogEntry
 from cryptography.fernet import Fernet
+from django.core.exceptions import FieldError
 from django.core.management import call_command
 from django.db import connection
 
@@ -14,7 +15,7 @@ from channels_app.ratelimit import reserve_slots
 from channels_app.shared_state import redis_client
 from conversations.inbound import inbound_receive
 from patients.encryption import PREFIX
-from patients.models import InboundUpdate
+from patients.models import Contact, InboundUpdate
 from scheduling.models import ScheduledMessage
 from scheduling.services import message_schedule
 from tests.conftest import from_now
@@ -45,6 +46,21 @@ def test_content_inbox_bodies_and_inbound_payloads_are_stored_encrypted(patient)
     assert ScheduledMessage.objects.get(pk=message.pk).content == SECRET
     assert InboxMessage.objects.get(pk=inbox.pk).body == SECRET
     assert InboundUpdate.objects.get(pk=update.pk).payload == {"text": SECRET}
+
+
+def test_a_contacts_address_is_stored_encrypted_and_found_by_its_keyed_hash(make_patient):
+    patient = make_patient(chat_id="918273645")
+    contact = patient.contacts.get()
+    raw = stored("patients_contact", "address", contact.pk)
+    assert raw.startswith(PREFIX) and "918273645" not in raw
+    hashed = stored("patients_contact", "address_hash", contact.pk)
+    assert "918273645" not in hashed and len(hashed) == 64
+    assert Contact.objects.at("telegram", "918273645").get() == contact
+    assert not Contact.objects.at("sms", "918273645").exists()  # the channel is in the hash
+    with pytest.raises(FieldError, match="encrypted at rest"):
+        Contact.objects.filter(address="918273645").exists()  # would quietly find nothing
+    entries = LogEntry.objects.get_for_object(contact)
+    assert entries.exists() and "918273645" not in repr([e.changes for e in entries])
 
 
 def test_the_audit_trail_records_a_content_change_but_not_the_text(patient):

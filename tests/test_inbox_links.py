@@ -116,7 +116,9 @@ def test_a_deactivated_patients_link_opens_nothing_and_none_is_issued(
 ):
     issued = inbox_link_issue(patient=web_patient)
     api = token_client(
-        provider_create(organization_slug=organization.slug, username="alice", admin=True).token
+        provider_create(
+            organization_slug=organization.slug, username="alice", admin=True, new_token=True
+        ).token
     )
 
     assert api.delete(f"{API}/patients/{web_patient.pk}/").status_code == 204

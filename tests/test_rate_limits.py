@@ -27,8 +27,12 @@ def test_the_defaults_are_600_a_minute_per_user_and_60_per_address_without_a_tok
 
 
 def test_a_user_past_the_rate_gets_429_with_retry_after_and_others_do_not(organization):
-    alice = token_client(provider_create(organization_slug=organization.slug, username="al").token)
-    bob = token_client(provider_create(organization_slug=organization.slug, username="bo").token)
+    alice = token_client(
+        provider_create(organization_slug=organization.slug, username="al", new_token=True).token
+    )
+    bob = token_client(
+        provider_create(organization_slug=organization.slug, username="bo", new_token=True).token
+    )
 
     refused = over_the_limit(lambda: alice.get(f"{API}/templates/"), rate("user"))
 

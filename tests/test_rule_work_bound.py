@@ -49,7 +49,9 @@ def cpu_seconds(action) -> tuple[float, object]:
 
 @pytest.fixture
 def api(organization):
-    return token_client(provider_create(organization_slug=organization.slug, username="al").token)
+    return token_client(
+        provider_create(organization_slug=organization.slug, username="al", new_token=True).token
+    )
 
 
 def test_the_api_refuses_the_rule_at_once_with_a_400_naming_it(api, patient):

@@ -64,7 +64,7 @@ def take_down_wall(apps, schema_editor) -> None:
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("patients", "0009_inbound_payload_encrypted"),
+        ("patients", "0010_contact_address_encrypted"),
         ("scheduling", "0015_content_encrypted"),
         ("channels_app", "0005_inbox_body_encrypted"),
         ("outreach", "0002_follow_up_states_for_existing_patients"),
