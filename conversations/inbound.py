@@ -121,16 +121,25 @@ def inbound_process(update_pk: int) -> str:
     return "processed"
 
 
+GIVEN_UP = "not processed within INBOUND_KEEP_DAYS: what the patient wrote was removed"
+
+
 def inbound_sweep(*, now=None) -> dict[str, int]:
     """Queues again updates not processed in time; empties the payload of those never
     processed after INBOUND_KEEP_DAYS; deletes rows older than INBOUND_REPLAY_KEEP_DAYS."""
     now = now or timezone.now()
     # Given up on: what a patient wrote is kept no longer; the id stays, against replays.
     old = now - timedelta(days=settings.INBOUND_KEEP_DAYS)
+    # (Found by the error it is marked with: the payload is encrypted, SQL cannot see it.)
     emptied = (
         InboundUpdate.objects.filter(processed_at__isnull=True, received_at__lt=old)
-        .exclude(payload={})
-        .update(payload={}, attempts=settings.INBOUND_MAX_ATTEMPTS, claimed_until=None)
+        .exclude(error=GIVEN_UP)
+        .update(
+            payload={},
+            attempts=settings.INBOUND_MAX_ATTEMPTS,
+            claimed_until=None,
+            error=GIVEN_UP,
+        )
     )
     stale = now - timedelta(seconds=settings.INBOUND_RETRY_AFTER_SECONDS)
     pending = list(

@@ -10,7 +10,7 @@ from django.contrib.auth.models import User
 from django.db import connections
 from playwright.sync_api import expect, sync_playwright
 
-from patients.inbox_links import inbox_path
+from patients.inbox_links import inbox_link_issue
 from patients.models import Membership
 from tests.test_web_ui_browser import CHROMIUM
 
@@ -63,7 +63,7 @@ def test_the_admin_web_ui_inbox_and_api_docs_work_and_break_no_policy_rule(
             page.wait_for_load_state()
             expect(page.get_by_label("When (phrase)")).to_be_visible()
 
-            page.goto(f"{live_server.url}{inbox_path(patient)}")
+            page.goto(f"{live_server.url}{inbox_link_issue(patient=patient).path}")
             expect(page.get_by_role("heading", name="Your messages")).to_be_visible()
             # The inbox's own style sheet applies (a static file, not an inline style).
             width = page.locator("body").evaluate("b => getComputedStyle(b).maxWidth")

@@ -95,7 +95,7 @@ def test_a_403_blocks_the_contact_pauses_schedules_tied_to_telegram_and_moves_th
 
     delivery = wait_for_status({"message": first}, DeliveryStatus.FAILED)
     assert delivery.error_code == "recipient_blocked"
-    contact = Contact.objects.get(address=chat_id)
+    contact = Contact.objects.at("telegram", chat_id).get()
     assert contact.blocked_at is not None
     assert "blocked" in contact.blocked_reason
     later.refresh_from_db()

@@ -22,7 +22,7 @@ from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from patients.inbox_links import inbox_path
+from patients.inbox_links import inbox_link_issue
 from patients.models import Membership
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -352,7 +352,7 @@ def test_every_page_carries_the_content_security_policy(provider_client, path):
 
 
 def test_the_patient_inbox_carries_the_content_security_policy(client, make_patient):
-    response = client.get(inbox_path(make_patient(chat_id=None)))
+    response = client.get(inbox_link_issue(patient=make_patient(chat_id=None)).path)
     assert response.status_code == 200
     assert directives(response)["script-src"] == "'self'"
     assert directives(response)["style-src"] == "'self'"

@@ -274,6 +274,9 @@ class ContactAdmin(OrganizationScopedAdmin):
         if form.cleaned_data.get("confirm"):
             contact_confirm(obj, actor=request.user)
 
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return super().has_delete_permission(request, obj) and may_delete(request.user, obj)
+
 
 def confirm_ticked_contacts(request, formset) -> None:
     """The contacts whose "Confirmed with the patient" box was ticked, confirmed by the
@@ -284,9 +287,6 @@ def confirm_ticked_contacts(request, formset) -> None:
         ticked = getattr(form, "cleaned_data", {}).get("confirm")
         if ticked and not form.cleaned_data.get("DELETE") and form.instance.pk is not None:
             contact_confirm(form.instance, actor=request.user)
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return super().has_delete_permission(request, obj) and may_delete(request.user, obj)
 
 
 def adherence_lines(patient: Patient) -> str:
