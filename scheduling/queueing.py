@@ -15,9 +15,11 @@ Each queue is a priority queue (one Redis list per step; workers take from the m
 urgent step first): priority 1 goes ahead of a routine backlog in the queue as well.
 """
 
+import contextlib
 import logging
 import math
 from collections import defaultdict
+from contextlib import contextmanager
 from datetime import datetime
 
 from celery import current_app
@@ -25,7 +27,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from kombu.exceptions import OperationalError
-from redis.exceptions import RedisError
+from redis.exceptions import LockError, RedisError
 
 from channels_app.breaker import breaker_feed
 from channels_app.ratelimit import limit_for
@@ -48,6 +50,8 @@ CARE_TEAM_ALERT_TASK = "scheduling.send_care_team_alert"
 BROKER_PRIORITY = {1: 0, 2: 3, 3: 6, 4: 9, 5: 9}
 # A send taken over from a lost worker is late already: it goes with the most urgent.
 TAKEN_OVER = 1
+# A process that dies while filling a queue gives its turn back after this.
+FEEDING_LOCK_SECONDS = 10
 
 
 def publish_task(
@@ -102,6 +106,27 @@ def batch_ids(argument) -> list[int] | None:
     return list(ids)
 
 
+@contextmanager
+def feeding(channel: str):
+    """Yields whether this process may fill the channel's queue now: one dispatcher (or
+    reaper) at a time measures the room and publishes into it, else two that measured at
+    once would both fill the same room and the queue would pass its cap. One that cannot
+    get its turn within a second publishes nothing; what it holds goes at the next tick."""
+    lock = redis_client().lock(
+        f"feeding:{channel}", timeout=FEEDING_LOCK_SECONDS, blocking_timeout=1
+    )
+    try:
+        ours = lock.acquire()
+    except RedisError:
+        ours = False
+    try:
+        yield ours
+    finally:
+        if ours:
+            with contextlib.suppress(RedisError, LockError):
+                lock.release()
+
+
 def queue_room(channel: str) -> int:
     """How many more deliveries the channel's queue may take now: none while its breaker is
     open, one when that one is to probe the provider. Each waiting task is counted as a
@@ -138,8 +163,9 @@ def enqueue_with_backpressure(items: list[tuple[int, str, int]]) -> int:
         by_channel[item[1]].append(item)
     published = 0
     for channel, waiting in by_channel.items():
-        room = queue_room(channel)
-        published += enqueue_deliveries(waiting[:room])
+        with feeding(channel) as ours:
+            room = queue_room(channel) if ours else 0
+            published += enqueue_deliveries(waiting[:room])
         if waiting[room:]:
             Delivery.objects.filter(pk__in=[pk for pk, _, _ in waiting[room:]]).update(
                 held_at=timezone.now()
@@ -163,9 +189,10 @@ def release_held_deliveries() -> int:
         expire_held_past_window(now)
     released = 0
     for channel in channels:
-        room = queue_room(channel)
-        if room:
-            released += _release(channel, room, now)
+        with feeding(channel) as ours:
+            room = queue_room(channel) if ours else 0
+            if room:
+                released += _release(channel, room, now)
     if released:
         logger.info("%d held deliveries published", released)
     return released

@@ -99,7 +99,7 @@ def shared_limits_reset():
     """Rate-limit buckets, breakers and Django's cache (API throttles, the health report)
     live in Redis; each test starts with none."""
     client = redis.Redis.from_url(django_settings.REDIS_URL)
-    for pattern in ("ratelimit:*", "breaker:*", "cache:*"):
+    for pattern in ("ratelimit:*", "breaker:*", "cache:*", "feeding:*"):
         for key in client.scan_iter(pattern):
             client.delete(key)
     yield
