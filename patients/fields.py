@@ -52,7 +52,9 @@ class EncryptedJSONField(RefuseSQLLookups, models.TextField):
         return value if value is None else encrypt_json(value)
 
     def value_to_string(self, obj):
-        return encrypt_json(self.value_from_object(obj))
+        # As Django's JSONField: the serializer writes the value itself (dumpdata holds
+        # plain JSON; loaddata hands it back to to_python, and saving encrypts it once).
+        return self.value_from_object(obj)
 
 
 class BlindIndexField(models.CharField):

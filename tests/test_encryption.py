@@ -6,6 +6,7 @@ import io
 import pytest
 from auditlog.models import LogEntry
 from cryptography.fernet import Fernet
+from django.core import serializers
 from django.core.exceptions import FieldError
 from django.core.management import call_command
 from django.db import connection
@@ -118,3 +119,14 @@ def test_production_refuses_to_start_without_the_keys(missing):
     result = start_up(DJANGO_DEBUG="false", **{missing: ""})
     assert result.returncode != 0
     assert "FIELD_ENCRYPTION_KEYS and BLIND_INDEX_KEY must be set" in result.stderr
+
+
+def test_a_serialized_payload_is_plain_json_and_loading_it_encrypts_it_once(db):
+    row = InboundUpdate.objects.create(channel="telegram", external_id="9", payload={"a": 1})
+    text = serializers.serialize("json", [row])
+    assert '"a": 1' in text and PREFIX not in text
+    InboundUpdate.objects.all().delete()
+    for loaded in serializers.deserialize("json", text):
+        loaded.save()
+    assert InboundUpdate.objects.get().payload == {"a": 1}
+    assert stored("patients_inboundupdate", "payload", row.pk).startswith(PREFIX)
