@@ -148,9 +148,3 @@ def rate(name: str, default: str) -> str:
             f"{name}={value!r} is not a rate like 60/min (a count, then /s, /min, /h or /day)"
         )
     return value
-
-
-def rate_per_seconds(value: str) -> tuple[int, int]:
-    """(requests, seconds) of a rate read by `rate`."""
-    count, _, period = value.partition("/")
-    return int(count), RATE_PERIODS[period]

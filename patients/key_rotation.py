@@ -15,7 +15,7 @@ from django.apps import apps
 from django.conf import settings
 from django.db import connection, transaction
 
-from patients.encryption import PREFIX, reencrypt_text
+from patients.encryption import PREFIX, is_encrypted, reencrypt_text
 from patients.fields import EncryptedJSONField, EncryptedTextField
 
 logger = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ def encrypted_columns() -> list[tuple[str, str, str]]:
 
 
 def _newest_opens(stored: str, newest: Fernet) -> bool:
-    if not stored.startswith(PREFIX):
+    if not is_encrypted(stored):
         return False
     try:
         newest.decrypt(stored[len(PREFIX) :].encode("ascii"))

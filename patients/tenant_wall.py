@@ -53,29 +53,34 @@ def wall_up(organization_ids: list[int] | None) -> None:
         return
     every = "on" if organization_ids is None else "off"
     listed = ",".join(str(int(pk)) for pk in organization_ids or [])
+    # One round trip: set_config('role', ...) is SET ROLE.
     with connection.cursor() as cursor:
-        cursor.execute(f"SET ROLE {connection.ops.quote_name(settings.TENANT_WALL_ROLE)}")
-        connection.tenant_wall_up = True
         cursor.execute(
-            "SELECT set_config('app.all_organizations', %s, false), "
+            "SELECT set_config('role', %s, false), "
+            "set_config('app.all_organizations', %s, false), "
             "set_config('app.organization_ids', %s, false)",
-            [every, listed],
+            [settings.TENANT_WALL_ROLE, every, listed],
         )
+    connection.tenant_wall_up = True
+
+
+def wall_is_up() -> bool:
+    return getattr(connection, "tenant_wall_up", False)
 
 
 def wall_down() -> None:
     """Back to the connecting user. Called after every request; a connection whose
     transaction broke cannot run it, and Django closes such a connection anyway."""
-    if not getattr(connection, "tenant_wall_up", False):
+    if not wall_is_up():
         return  # never raised on this connection: nothing to take down, no query
     connection.tenant_wall_up = False
     if connection.connection is None:
         return  # closed since: a new connection starts as the plain user
     try:
         with connection.cursor() as cursor:
-            cursor.execute("RESET ROLE")
             cursor.execute(
-                "SELECT set_config('app.all_organizations', '', false), "
+                "SELECT set_config('role', 'none', false), "
+                "set_config('app.all_organizations', '', false), "
                 "set_config('app.organization_ids', '', false)"
             )
     except DatabaseError:

@@ -61,7 +61,7 @@ from patients.audit import record_action
 from patients.contacts import contact_confirm
 from patients.linking import link_qr_png, link_qr_svg, link_token_create
 from patients.models import Patient
-from patients.tenant_wall import wall_up
+from patients.tenant_wall import wall_is_up, wall_up
 from scheduling.services import message_send_now
 
 CONFIRM_CONTACT_PATH = r"contacts/(?P<contact_id>[0-9]{1,18})/confirm"
@@ -76,8 +76,9 @@ class ScopedViewSet(AuditActorMixin, viewsets.ModelViewSet):
 
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)
-        # The token is read only now, after the middleware: the database's wall follows.
-        if request.user.is_authenticated:
+        # The token is read only now, after the middleware: the database's wall follows
+        # (a session's user already has it, from care_team.tenancy).
+        if request.user.is_authenticated and not wall_is_up():
             wall_up(organization_ids(request.user))
 
 
