@@ -94,6 +94,7 @@ INSTALLED_APPS = [
     "channels_app",
     "scheduling",
     "outreach",
+    "operations",
     "conversations",
     "care_team",
 ]

@@ -13,6 +13,7 @@ PACKAGES = (
     "companion",
     "care_team",
     "conversations",
+    "operations",
     "outreach",
     "scheduling",
     "channels_app",
