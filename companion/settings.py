@@ -487,6 +487,22 @@ for _login in FLOWER_BASIC_AUTH:
             f"FLOWER_BASIC_AUTH: the password of {_user!r} has fewer than 12 characters"
         )
 
+# --- Connection pooler (PgBouncer) -------------------------------------------------------
+# "transaction" when DATABASE_URL points at a pooler in transaction mode (PgBouncer's
+# pool_mode = transaction), where each transaction of a client may run on another server
+# session: Django declares no server-side cursors (.iterator() would read one over
+# several transactions), and the tenant wall is set for the request's transaction only,
+# with every request one transaction (patients/tenant_wall.py, care_team/tenancy.py).
+# Nothing else here keeps session state: no advisory locks, LISTEN/NOTIFY, or prepared
+# statements (psycopg's client-side binding cursors, Django's default). Empty: PostgreSQL
+# itself, or a pooler in session mode.
+DATABASE_POOLER = env.string("DATABASE_POOLER", "").lower()
+if DATABASE_POOLER not in {"", "transaction"}:
+    raise ImproperlyConfigured(
+        f"DATABASE_POOLER={DATABASE_POOLER!r}: use 'transaction' or leave it empty"
+    )
+DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = DATABASE_POOLER == "transaction"
+
 # --- Logging: ids only, never message bodies, names or phone numbers ----------------
 LOG_LEVEL = env.string("LOG_LEVEL", "INFO").upper()
 if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:

@@ -10,6 +10,12 @@ only rows of those organizations, whatever SQL the code sends.
 Workers, Beat, the bot and the anonymous endpoints (webhooks, the patient's inbox link,
 health) run as the connecting user, the tables' owner, which the policies do not bind:
 they act for every clinic by design, and take no query from a care team.
+
+Behind a pooler in transaction mode (DATABASE_POOLER=transaction) a session setting would
+stay on the server session and be met by whichever client the pooler gives it to next,
+and this client's next statement could run on a session without it. There the settings
+are the transaction's own (set_config's is_local, SET LOCAL), every request runs in one
+transaction (care_team/tenancy.py), and raising the wall outside one is refused.
 """
 
 from django.conf import settings
@@ -51,17 +57,25 @@ def wall_up(organization_ids: list[int] | None) -> None:
     """From now on this connection sees only those organizations (None: all of them)."""
     if not settings.TENANT_WALL_ENABLED:
         return
+    local = _transaction_local()
+    if local and not connection.in_atomic_block:
+        # Outside a transaction the setting would end with its own statement: fail closed.
+        raise RuntimeError("DATABASE_POOLER=transaction: the tenant wall needs a transaction")
     every = "on" if organization_ids is None else "off"
     listed = ",".join(str(int(pk)) for pk in organization_ids or [])
     # One round trip: set_config('role', ...) is SET ROLE.
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT set_config('role', %s, false), "
-            "set_config('app.all_organizations', %s, false), "
-            "set_config('app.organization_ids', %s, false)",
-            [settings.TENANT_WALL_ROLE, every, listed],
+            "SELECT set_config('role', %s, %s), "
+            "set_config('app.all_organizations', %s, %s), "
+            "set_config('app.organization_ids', %s, %s)",
+            [settings.TENANT_WALL_ROLE, local, every, local, listed, local],
         )
     connection.tenant_wall_up = True
+
+
+def _transaction_local() -> bool:
+    return settings.DATABASE_POOLER == "transaction"
 
 
 def wall_is_up() -> bool:
@@ -78,10 +92,12 @@ def wall_down() -> None:
         return  # closed since: a new connection starts as the plain user
     try:
         with connection.cursor() as cursor:
+            local = _transaction_local()
             cursor.execute(
-                "SELECT set_config('role', 'none', false), "
-                "set_config('app.all_organizations', '', false), "
-                "set_config('app.organization_ids', '', false)"
+                "SELECT set_config('role', 'none', %s), "
+                "set_config('app.all_organizations', '', %s), "
+                "set_config('app.organization_ids', '', %s)",
+                [local, local, local],
             )
     except DatabaseError:
         connection.close_if_unusable_or_obsolete()

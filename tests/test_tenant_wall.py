@@ -129,3 +129,64 @@ def test_an_admin_page_that_forgot_its_filter_still_shows_only_the_users_clinic(
     page = client.get("/admin/patients/patient/").content.decode()
     assert a["patient"].name in page
     assert b["patient"].name not in page
+
+
+# Behind PgBouncer in transaction mode (DATABASE_POOLER=transaction) consecutive
+# transactions of one client may run on different server sessions, and a server session
+# goes from client to client: the wall must live and die with one transaction.
+
+
+def session_state() -> tuple[str, str]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_user, current_setting('app.organization_ids', true)")
+        user, listed = cursor.fetchone()
+    return user, listed or ""
+
+
+@pytest.mark.django_db(transaction=True)
+def test_behind_a_transaction_pooler_the_wall_ends_with_its_transaction(two_clinics, settings):
+    settings.DATABASE_POOLER = "transaction"
+    a, b = two_clinics["clinic-a"], two_clinics["clinic-b"]
+    owner = session_state()[0]
+
+    with transaction.atomic():
+        wall_up([a["org"].pk])
+        assert ids("patients_patient") == {a["patient"].pk}
+        assert session_state() == (settings.TENANT_WALL_ROLE, str(a["org"].pk))
+    # Committed: what the next transaction on this server session meets, whoever runs it.
+    assert session_state() == (owner, "")
+    assert ids("patients_patient") == {a["patient"].pk, b["patient"].pk}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_behind_a_transaction_pooler_the_wall_is_refused_outside_a_transaction(settings):
+    settings.DATABASE_POOLER = "transaction"
+    with pytest.raises(RuntimeError, match="needs a transaction"):
+        wall_up([1])
+    assert session_state()[1] == ""
+
+
+@pytest.mark.django_db(transaction=True)
+def test_behind_a_transaction_pooler_requests_are_walled_and_leave_nothing_behind(
+    two_clinics, monkeypatch, client, settings
+):
+    settings.DATABASE_POOLER = "transaction"
+    a, b = two_clinics["clinic-a"], two_clinics["clinic-b"]
+    owner = session_state()[0]
+    user = User.objects.create_user("nurse", is_staff=True, is_superuser=False)
+    user.user_permissions.add(Permission.objects.get(codename="view_patient"))
+    Membership.objects.create(user=user, organization=a["org"], role=Role.ADMIN)
+    monkeypatch.setattr("care_team.admin.scoping.scoped", lambda queryset, user: queryset)
+    monkeypatch.setattr("care_team.api.views.scoped", lambda queryset, user: queryset)
+    client.force_login(user)
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {api_token_issue(user)}")
+
+    page = client.get("/admin/patients/patient/").content.decode()
+    assert a["patient"].name in page
+    assert b["patient"].name not in page
+    assert session_state() == (owner, "")
+    # A token is read after the middleware, by DRF: still inside the request's transaction.
+    listed = api.get("/api/scheduler/patients/").json()["results"]
+    assert [row["id"] for row in listed] == [a["patient"].pk]
+    assert session_state() == (owner, "")
