@@ -15,11 +15,13 @@ import os
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlparse
 
 ROOT = Path(__file__).resolve().parents[2]
 CELERY = str(Path(sys.executable).parent / "celery")
@@ -68,16 +70,20 @@ class Sizes:
     check_ins_written: int  # scenario 11: check-ins written against a model answering in 1 s
     lead: float  # seconds from making the messages to their due time: the processes start
     all_pools: bool  # scenario 3's one-message-per-task pools too (slow; the full run only)
+    scale_out: int  # scenarios 13 and 14: messages due at once per run
+    scale_limited: int  # scenario 13 at Telegram's limits: chats per run
 
 
 QUICK = Sizes(ceiling=2000, end_to_end=3000, slow_provider=1500, schedule_rows=100_000,
               due_rows=10_000, limited=200, steady_seconds=10, memory=(500, 3000),
               naive=(1000,), naive_cap=10, broadcast=3000, lead=5, all_pools=False,
-              check_in_plans=100_000, check_ins_written=160)  # fmt: skip
+              check_in_plans=100_000, check_ins_written=160, scale_out=3000,
+              scale_limited=150)  # fmt: skip
 FULL = Sizes(ceiling=10_000, end_to_end=20_000, slow_provider=3000, schedule_rows=1_000_000,
              due_rows=10_000, limited=3000, steady_seconds=300, memory=(10_000, 100_000),
              naive=(10_000, 50_000), naive_cap=30, broadcast=20_000, lead=8,
-             all_pools=True, check_in_plans=1_000_000, check_ins_written=800)  # fmt: skip
+             all_pools=True, check_in_plans=1_000_000, check_ins_written=800,
+             scale_out=20_000, scale_limited=900)  # fmt: skip
 
 
 class Processes:
@@ -98,6 +104,12 @@ class Processes:
         return self.start(name, ["worker", "-Q", queues, "--loglevel", "WARNING",
                                  "--hostname", f"{name}@bench", "--without-gossip",
                                  "--without-mingle", *extra], app=app)  # fmt: skip
+
+    def node(self, number: int, queues: str) -> subprocess.Popen:
+        """A worker node as a pod runs it: a name of its own, the default pool; INFO, so
+        that its log says when it is ready."""
+        args = ["worker", "-Q", queues, "--loglevel", "INFO", "--hostname", f"bench-{number}@%h"]
+        return self.start(f"node{number}", [*args, "--without-gossip", "--without-mingle"])
 
     def beat(self):
         return self.start("beat", ["beat", "--loglevel", "WARNING", "--pidfile=",
@@ -800,6 +812,372 @@ def _our_dispatch_run(count: int, log_dir: Path, lead: float) -> dict:
     return {"seconds": seconds, "beat_mb": beat_mb, "worker_mb": worker_mb}
 
 
+# -- Scale-out: worker nodes as pods run them (scenarios 13 and 14) ------------------------
+
+SCALE_NODES = (1, 2, 4)
+# Telegram answering in 150 ms; limits far above what 2 cores can send, so that only the
+# nodes bind: the fake enforces 100,000/s per bot (and 1/s per chat, each chat getting one
+# message), our limiter stays on at 10,000/s.
+UNBOUND = {"global_per_second": 100_000, "per_chat_per_second": 1}
+UNBOUND_ENV = {"TELEGRAM_RATE_PER_SECOND": "10000"}
+# PgBouncer's server connections per database and user (a transaction waits for a free
+# one): four per core of this machine, where PostgreSQL shares the cores with the nodes.
+PGBOUNCER_POOL_SIZE = 8
+PGBOUNCER = "/usr/sbin/pgbouncer"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _process_tree(pid: int) -> list[int]:
+    """A process and its direct children (a worker node's pool processes), from /proc."""
+    pids = [pid]
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                pids.append(int(entry.name))
+    return pids
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def _machine_busy_seconds() -> float:
+    """CPU time spent by every process on the machine (ours and anyone else's), /proc/stat."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
+    return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS
+
+
+def _established_to(port: int) -> int:
+    """Established TCP connections whose local end is 127.0.0.1:port (a server's clients)."""
+    count = 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        count += fields[3] == "01" and int(fields[1].split(":")[1], 16) == port
+    return count
+
+
+class LoadSampler(threading.Thread):
+    """Four times a second during a run: the sessions of our database in pg_stat_activity
+    (their peak: the bench's own two excluded), clients connected to a pooler's port, and
+    the CPU time of the PostgreSQL sessions, the worker nodes and the pooler. CPU figures
+    are taken from mark() (the due time) to finish(), so that start-up does not count."""
+
+    def __init__(self, groups: dict[str, list[int]], pooler_port: int | None = None) -> None:
+        super().__init__(daemon=True)
+        from django.db import connection
+
+        connection.ensure_connection()
+        self.own_session = connection.connection.info.backend_pid
+        self.groups, self.pooler_port = groups, pooler_port
+        self.peak_sessions = self.peak_clients = 0
+        self.latest: dict[tuple[str, int], float] = {}
+        self.baseline: dict[tuple[str, int], float] = {}
+        self.marked_at = self.finished_at = 0.0
+        self.bench_cpu = self.machine_cpu = 0.0
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        import psycopg
+        from django.conf import settings
+
+        with psycopg.connect(settings.DATABASE_URL, autocommit=True) as db:
+            while not self.stopping.wait(0.25):
+                rows = db.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND pid NOT IN (pg_backend_pid(), %s)",
+                    [self.own_session],
+                ).fetchall()
+                self.peak_sessions = max(self.peak_sessions, len(rows))
+                if self.pooler_port:
+                    self.peak_clients = max(self.peak_clients, _established_to(self.pooler_port))
+                self._read_cpu({"postgres": [pid for (pid,) in rows], **self.groups})
+
+    def _read_cpu(self, groups: dict[str, list[int]]) -> None:
+        for group, pids in groups.items():
+            for root in pids:
+                for pid in _process_tree(root) if group != "postgres" else [root]:
+                    seconds = _cpu_seconds(pid)
+                    if seconds is not None:
+                        self.latest[(group, pid)] = seconds
+
+    def mark(self) -> None:
+        self.baseline, self.marked_at = dict(self.latest), time.monotonic()
+        self.bench_cpu = -sum(os.times()[:2])
+        self.machine_cpu = -_machine_busy_seconds()
+
+    def finish(self) -> None:
+        self.finished_at = time.monotonic()
+        self.bench_cpu += sum(os.times()[:2])
+        self.machine_cpu += _machine_busy_seconds()
+        self.stopping.set()
+        self.join(5)
+
+    def cpu_share(self, group: str) -> float:
+        """Of the machine's cores, over the run from the mark: 1.0 would be all of them."""
+        used = sum(
+            seconds - self.baseline.get(key, 0.0)
+            for key, seconds in self.latest.items()
+            if key[0] == group
+        )
+        if group in ("bench", "machine"):
+            used = self.bench_cpu if group == "bench" else self.machine_cpu
+        return used / ((self.finished_at - self.marked_at) * (os.cpu_count() or 1))
+
+
+class PgBouncer:
+    """Debian's pgbouncer (deploy/ensure-pgbouncer.sh) in transaction mode on a port of its
+    own, in front of the PostgreSQL of DATABASE_URL, with a generated configuration."""
+
+    def __init__(self, work_dir: Path, pool_size: int) -> None:
+        from tests.chaos.conftest import free_port
+
+        self.work_dir, self.pool_size, self.port = work_dir, pool_size, free_port()
+        self.process: subprocess.Popen | None = None
+
+    def url(self, direct_url: str) -> str:
+        parsed = urlparse(direct_url)
+        return parsed._replace(netloc=f"{parsed.username}@127.0.0.1:{self.port}").geturl()
+
+    def start(self, direct_url: str) -> "PgBouncer":
+        parsed = urlparse(direct_url)
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        self.work_dir.chmod(0o755)  # it drops root for the postgres user, who reads these
+        (self.work_dir / "users.txt").write_text(f'"{parsed.username}" ""\n')
+        config = self.work_dir / "pgbouncer.ini"
+        config.write_text(
+            f"[databases]\n* = host={parsed.hostname} port={parsed.port or 5432}\n\n"
+            f"[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {self.port}\n"
+            f"unix_socket_dir =\nauth_type = trust\nauth_file = {self.work_dir}/users.txt\n"
+            f"pool_mode = transaction\ndefault_pool_size = {self.pool_size}\n"
+            "max_client_conn = 1000\nignore_startup_parameters = extra_float_digits\n"
+        )
+        as_user = ["-u", "postgres"] if os.geteuid() == 0 else []  # it refuses to run as root
+        log = open(self.work_dir / "pgbouncer.log", "wb")  # noqa: SIM115 - closed at exit
+        self.process = subprocess.Popen(
+            [PGBOUNCER, *as_user, str(config)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        if not wait_until(self._listening, 10):
+            raise SystemExit(f"pgbouncer did not start: {self.work_dir / 'pgbouncer.log'}")
+        return self
+
+    def _listening(self) -> bool:
+        import socket
+
+        with socket.socket() as probe:
+            return probe.connect_ex(("127.0.0.1", self.port)) == 0
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+
+
+def _scale_run(
+    nodes: int,
+    count: int,
+    log_dir: Path,
+    *,
+    limits: dict,
+    env: dict,
+    pooler: PgBouncer | None = None,
+) -> dict:
+    """`count` messages due at once, sent by `nodes` worker nodes on the delivery queue
+    (and one dispatching worker) to a fake Telegram answering in 150 ms."""
+    from django.conf import settings
+
+    from tests.fakes.telegram_server import FakeTelegram
+
+    reset_state()
+    fake = FakeTelegram(delay=0.15, keep_alive=True, **limits).start()
+    run_env = {"TELEGRAM_API_BASE_URL": fake.base_url, **env}
+    if pooler:
+        run_env |= {
+            "DATABASE_URL": pooler.url(settings.DATABASE_URL),
+            "DATABASE_POOLER": "transaction",
+        }
+    processes = Processes(log_dir, run_env)
+    processes.worker("scheduler", "scheduler", "--concurrency", "1")
+    started = [processes.node(n, "deliver.telegram") for n in range(1, nodes + 1)]
+    processes.beat()
+    groups = {"nodes": [p.pid for p in started]}
+    if pooler:
+        groups["pooler"] = [pooler.process.pid]
+    sampler = LoadSampler(groups, pooler.port if pooler else None)
+    sampler.start()
+    try:
+        logs = [log_dir / f"node{n}.log" for n in range(1, nodes + 1)]
+        wait_until(lambda: all("ready." in log.read_text() for log in logs), 120, step=0.2)
+        create_due_messages(count, due_in=2)
+        time.sleep(2)
+        sampler.mark()
+        wait_until(lambda: sent_count() >= count, 1200, step=0.5)
+        sampler.finish()
+    finally:
+        sampler.stopping.set()
+        processes.stop()
+        fake.stop()
+    rate, rejected = accepted_rate_and_429s(fake.calls())
+    chats = Counter(call.params.get("chat_id") for call in fake.sent())
+    return {
+        **delivery_figures(),
+        "accepted_rate": rate,
+        "answered_429": rejected,
+        "sent_twice": sum(times - 1 for times in chats.values()),
+        "peak_sessions": sampler.peak_sessions,
+        "peak_clients": sampler.peak_clients,
+        **{
+            f"cpu_{g}": sampler.cpu_share(g)
+            for g in ("nodes", "postgres", "pooler", "bench", "machine")
+        },
+    }
+
+
+CPU_GROUPS = {
+    "nodes": "worker nodes",
+    "postgres": "PostgreSQL sessions",
+    "bench": "fake Telegram and bench",
+    "machine": "whole machine, other work on it included",
+}
+
+
+def cpu_rows(name: str, label: str, run: dict) -> list[Row]:
+    """Where the 2 cores went from the due time to the last send: reference figures."""
+    return [
+        Row(name, f"{label}: CPU of 2 cores, {what}", run[f"cpu_{group}"] * 100, "%", "", None)
+        for group, what in CPU_GROUPS.items()
+    ]
+
+
+def scale_out(sizes: Sizes, log_dir: Path) -> list[Row]:
+    """13. 1, 2 and 4 worker nodes (each `celery worker` with its own name and the default
+    pool, as a pod runs it) on one delivery queue: first with limits that do not bind,
+    then at Telegram's own, enforced by the fake with 429s."""
+    count, rows, rates = sizes.scale_out, [], {}
+    name = f"13. scale-out, {count:,} due at once, provider answering in 150 ms, limits not binding"
+    for nodes in SCALE_NODES:
+        run = _scale_run(nodes, count, log_dir, limits=UNBOUND, env=UNBOUND_ENV)
+        rates[nodes] = run["rate"]
+        label = f"{nodes} node{'s' if nodes > 1 else ''}"
+        rows += [
+            Row(name, f"{label}: deliveries/s", run["rate"], "/s", "reference", None),
+            *cpu_rows(name, label, run),
+            Row(name, f"{label}: database sessions (peak)", run["peak_sessions"], "", "", None),
+            Row(
+                name,
+                f"{label}: delivered, none twice",
+                run["sent"] - run["sent_twice"],
+                "",
+                f"= {count:,}",
+                run["sent"] == count and run["sent_twice"] == 0,
+            ),
+        ]
+    for nodes in SCALE_NODES[1:]:
+        factor = rates[nodes] / rates[1]
+        rows.append(
+            Row(
+                name,
+                f"scaling factor, {nodes} nodes / 1",
+                factor,
+                "x",
+                "reference (one machine's 2 cores for every node)",
+                None,
+            )
+        )
+    limited = (
+        f"13. scale-out at Telegram's limits (30/s per bot, 1/s per chat, enforced), "
+        f"{sizes.scale_limited} chats, limiter as shipped"
+    )
+    for nodes in SCALE_NODES:
+        run = _scale_run(
+            nodes,
+            sizes.scale_limited,
+            log_dir,
+            limits={"global_per_second": 30, "per_chat_per_second": 1},
+            env={},
+        )
+        label = f"{nodes} node{'s' if nodes > 1 else ''}"
+        rows += [
+            Row(
+                limited,
+                f"{label}: achieved rate",
+                run["accepted_rate"],
+                "/s",
+                ">= 28.5 (95% of 30/s)",
+                run["accepted_rate"] >= 28.5,
+            ),
+            Row(
+                limited,
+                f"{label}: 429 answers",
+                run["answered_429"],
+                "",
+                "= 0",
+                run["answered_429"] == 0,
+            ),
+        ]
+    return rows
+
+
+def pgbouncer_scenario(sizes: Sizes, log_dir: Path) -> list[Row]:
+    """14. 4 worker nodes straight to PostgreSQL, then through PgBouncer in transaction
+    mode (DATABASE_POOLER=transaction): throughput and PostgreSQL's sessions."""
+    from django.conf import settings
+
+    subprocess.run([ROOT / "deploy" / "ensure-pgbouncer.sh"], check=True)
+    count, nodes = sizes.scale_out, SCALE_NODES[-1]
+    direct = _scale_run(nodes, count, log_dir, limits=UNBOUND, env=UNBOUND_ENV)
+    pooler = PgBouncer(log_dir / "pgbouncer", PGBOUNCER_POOL_SIZE).start(settings.DATABASE_URL)
+    try:
+        pooled = _scale_run(nodes, count, log_dir, limits=UNBOUND, env=UNBOUND_ENV, pooler=pooler)
+    finally:
+        pooler.stop()
+    name = (
+        f"14. PgBouncer, transaction mode, pool of {PGBOUNCER_POOL_SIZE}; {nodes} nodes, "
+        f"{count:,} due at once, 150 ms provider"
+    )
+    return [
+        Row(name, "direct: deliveries/s", direct["rate"], "/s", "reference", None),
+        Row(name, "direct: PostgreSQL sessions (peak)", direct["peak_sessions"], "", "", None),
+        *cpu_rows(name, "direct", direct),
+        Row(name, "PgBouncer: deliveries/s", pooled["rate"], "/s", "reference", None),
+        Row(
+            name,
+            "PgBouncer: PostgreSQL sessions (peak)",
+            pooled["peak_sessions"],
+            "",
+            f"<= {PGBOUNCER_POOL_SIZE}",
+            pooled["peak_sessions"] <= PGBOUNCER_POOL_SIZE,
+        ),
+        Row(name, "PgBouncer: its clients (peak)", pooled["peak_clients"], "", "", None),
+        *cpu_rows(name, "PgBouncer", pooled),
+        Row(
+            name, "PgBouncer: CPU of 2 cores, PgBouncer", pooled["cpu_pooler"] * 100, "%", "", None
+        ),
+        Row(
+            name, "PgBouncer / direct, deliveries/s", pooled["rate"] / direct["rate"], "x", "", None
+        ),
+        Row(
+            name,
+            "PgBouncer: delivered, none twice",
+            pooled["sent"] - pooled["sent_twice"],
+            "",
+            f"= {count:,}",
+            pooled["sent"] == count and pooled["sent_twice"] == 0,
+        ),
+    ]
+
+
 NOTES = """\
 The fake Telegram keeps each worker's connections open and answers in one TCP segment,
 as Telegram does; the 150 ms of scenario 3 is its answer time.
@@ -893,7 +1271,9 @@ def main() -> None:
              "9": lambda: broadcast_rate(sizes, log_dir),
              "10": lambda: check_in_selection(sizes),
              "11": lambda: check_in_writing(sizes, log_dir),
-             "12": lambda: encryption_cost(sizes, log_dir)}  # fmt: skip
+             "12": lambda: encryption_cost(sizes, log_dir),
+             "13": lambda: scale_out(sizes, log_dir),
+             "14": lambda: pgbouncer_scenario(sizes, log_dir)}  # fmt: skip
     chosen = [n for n in steps if not only or n in only]
     for number in chosen:
         began = time.monotonic()
