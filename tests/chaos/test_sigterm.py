@@ -14,6 +14,7 @@ late), and the other node sends them.
 import re
 import subprocess
 import time
+from collections import Counter
 
 import pytest
 
@@ -54,7 +55,7 @@ def test_sigterm_to_a_worker_node_mid_burst_loses_nothing_sends_nothing_twice_an
     assert wait_until_busy(stack, "a"), stack.logs_tail()
     held = tasks_in_hand(stack.log("a"))
     node = stack.processes["a"]
-    termed_at = time.monotonic()
+    termed_at, termed_wall = time.monotonic(), time.time()
     node.terminate()  # the main process only, as the kubelet signals a container
     try:
         exit_code = node.wait(GRACE_SECONDS)
@@ -66,7 +67,7 @@ def test_sigterm_to_a_worker_node_mid_burst_loses_nothing_sends_nothing_twice_an
 
     done = wait_until_final(DELIVERIES, timeout=120)
     result = tally(fake_telegram, DELIVERIES)
-    report(
+    figures = report(
         "worker_node_sigterm",
         result,
         time.monotonic() - termed_at,
@@ -77,6 +78,10 @@ def test_sigterm_to_a_worker_node_mid_burst_loses_nothing_sends_nothing_twice_an
         sent_when_node_exited=sent_at_term,
         tasks_held_at_sigterm=len(held),
         finished_in_shutdown=len(finished_in_shutdown),
+        answered_429_after_sigterm_s=[
+            round(call.at - termed_wall, 1) for call in fake_telegram.answered(429)
+        ],
+        limited=dict(Counter(call.limited for call in fake_telegram.calls() if call.limited)),
         **stack.reaped(),
     )
 
@@ -86,6 +91,8 @@ def test_sigterm_to_a_worker_node_mid_burst_loses_nothing_sends_nothing_twice_an
     # A warm shutdown interrupts nothing: not one send in the crash window either.
     assert result.duplicates == 0, result
     assert result.interrupted_attempts == 0, result
-    assert result.answered_429 == 0, result
+    # Scale-down adds no 429. (One in the burst's first seconds, before any signal, came
+    # in two of three runs on a machine loaded 9 on 2 cores: docs/reliability.md, item 16.)
+    assert not [at for at in figures["answered_429_after_sigterm_s"] if at >= 0], figures
     assert finished_in_shutdown, "the node held no started send at SIGTERM: the test proved less"
     assert stack.processes["b"].poll() is None
