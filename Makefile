@@ -51,10 +51,13 @@ test: lint
 	CHAOS_TESTS=1 $(BIN)/python -m pytest
 
 # Measurements, not tests: docs/benchmarks.md and docs/benchmarks.json.
+# Scenario 14 puts Debian's PgBouncer in front of PostgreSQL (the tests do not need it).
 bench: $(STAMP)
+	deploy/ensure-pgbouncer.sh
 	$(BIN)/python -m tests.bench.run
 
 bench-quick: $(STAMP)
+	deploy/ensure-pgbouncer.sh
 	$(BIN)/python -m tests.bench.run --quick
 
 clean:

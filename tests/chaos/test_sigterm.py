@@ -91,8 +91,8 @@ def test_sigterm_to_a_worker_node_mid_burst_loses_nothing_sends_nothing_twice_an
     # A warm shutdown interrupts nothing: not one send in the crash window either.
     assert result.duplicates == 0, result
     assert result.interrupted_attempts == 0, result
-    # Scale-down adds no 429. (One in the burst's first seconds, before any signal, came
-    # in two of three runs on a machine loaded 9 on 2 cores: docs/reliability.md, item 16.)
+    # Scale-down adds no 429. (Runs on a machine loaded 9-10 on 2 cores had one to three in
+    # the burst, the one timed 4.3 s before the signal: docs/reliability.md, item 16.)
     assert not [at for at in figures["answered_429_after_sigterm_s"] if at >= 0], figures
     assert finished_in_shutdown, "the node held no started send at SIGTERM: the test proved less"
     assert stack.processes["b"].poll() is None
