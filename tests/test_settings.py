@@ -32,6 +32,7 @@ def start_up(**env: str) -> subprocess.CompletedProcess:
         ("DELIVERY_RETRY_BASE_SECONDS", "fast", "is not a number"),
         ("DELIVERY_RETRY_SCHEDULE_SECONDS", "5m,10m", "'5m' is not a number"),
         ("DELIVERY_RETRY_SCHEDULE_SECONDS", "300,0", "below its minimum"),
+        ("DATABASE_POOLER", "statement", "use 'transaction' or leave it empty"),
     ],
 )
 def test_a_wrong_value_stops_start_up_naming_the_variable(name, value, words):
@@ -61,6 +62,24 @@ def test_the_sandbox_is_on_by_default_only_in_debug_without_a_token():
     assert sandbox(DJANGO_DEBUG="true", TELEGRAM_BOT_TOKEN="") == "True"
     assert sandbox(DJANGO_DEBUG="true", TELEGRAM_BOT_TOKEN="1:X") == "False"
     assert sandbox(DJANGO_DEBUG="false", TELEGRAM_BOT_TOKEN="") == "False"
+
+
+def test_behind_a_transaction_pooler_django_declares_no_server_side_cursors():
+    check = (
+        "from django.conf import settings; "
+        "print(settings.DATABASES['default']['DISABLE_SERVER_SIDE_CURSORS'])"
+    )
+    base = {**os.environ, "DJANGO_SETTINGS_MODULE": "companion.settings"}
+
+    def disabled(**env) -> str:
+        command = [sys.executable, "-c", check]
+        out = subprocess.run(
+            command, cwd=ROOT, env={**base, **env}, capture_output=True, text=True, timeout=60
+        )
+        return out.stdout.strip()
+
+    assert disabled(DATABASE_POOLER="transaction") == "True"
+    assert disabled(DATABASE_POOLER="") == "False"
 
 
 def test_a_secret_can_come_from_a_file(tmp_path):
