@@ -1203,6 +1203,17 @@ plans spread over the next day. Scenario 11: check-ins written against a fake mo
 answers in 1 s, with LLM_MAX_CONCURRENCY=8 shared by two writers of 6 processes each:
 8 a second is the ceiling.
 
+Scenarios 13 and 14: a worker node is a `celery worker` with the default pool (prefork,
+two processes per core: 4), named bench-N@host, on the delivery queue; one more worker,
+the same in each run, dispatches. Every node shares this machine's 2 cores with
+PostgreSQL, Redis and the fake provider (which runs in the bench's own process), so the
+scaling factor says how the nodes share one machine, not what more machines would give;
+the CPU rows say where the cores went from the due time to the last send ("whole
+machine" includes whatever else ran on it). Sessions are those of the bench's database
+in pg_stat_activity, the bench's own excluded. In 14, PgBouncer runs in transaction mode
+with 8 server connections per database and user, and the workers and Beat connect
+through it with DATABASE_POOLER=transaction.
+
 Where the time per delivery goes and what the targets took: docs/design-decisions.md,
 section *Throughput*. The dispatcher's query plan: docs/benchmarks-dispatch-plan.txt.
 """
