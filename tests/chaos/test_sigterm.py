@@ -91,7 +91,7 @@ def test_sigterm_to_a_worker_node_mid_burst_loses_nothing_sends_nothing_twice_an
     # A warm shutdown interrupts nothing: not one send in the crash window either.
     assert result.duplicates == 0, result
     assert result.interrupted_attempts == 0, result
-    # Scale-down adds no 429. (Runs on a machine loaded 9-10 on 2 cores had one to three in
+    # Scale-down adds no 429. (Runs on a machine loaded 9-10 on 2 cores had up to three in
     # the burst, the one timed 4.3 s before the signal: docs/reliability.md, item 16.)
     assert not [at for at in figures["answered_429_after_sigterm_s"] if at >= 0], figures
     assert finished_in_shutdown, "the node held no started send at SIGTERM: the test proved less"
