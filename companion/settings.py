@@ -253,10 +253,15 @@ CELERY_TASK_DEFAULT_QUEUE = SCHEDULER_QUEUE
 # The companion's writing (language model, weather) has its own queue and workers, so a
 # slow model never holds a delivery worker.
 OUTREACH_QUEUE = "outreach"
+# What patients send (bot commands, answers, inbound WhatsApp and SMS) is processed on its
+# own queue: a patient's reply never waits behind the dispatcher's ticks, and its workers
+# scale apart from the scheduler's (deploy/kubernetes/).
+INBOUND_QUEUE = "inbound"
 CELERY_TASK_QUEUES = [
     Queue(SCHEDULER_QUEUE),
     *(Queue(q) for q in DELIVERY_QUEUES.values()),
     Queue(OUTREACH_QUEUE),
+    Queue(INBOUND_QUEUE),
 ]
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -486,6 +491,20 @@ for _login in FLOWER_BASIC_AUTH:
         raise ImproperlyConfigured(
             f"FLOWER_BASIC_AUTH: the password of {_user!r} has fewer than 12 characters"
         )
+
+# --- Running on Kubernetes (deploy/kubernetes/, companion/worker_probes.py) ----------------
+# A worker touches this file every WORKER_HEARTBEAT_SECONDS from its own event loop, and
+# creates WORKER_READY_FILE once it consumes; the pod's probes read their age and
+# presence, without a round trip through the broker. Empty: no file (make run, compose).
+WORKER_HEARTBEAT_FILE = env.string("WORKER_HEARTBEAT_FILE")
+WORKER_READY_FILE = env.string("WORKER_READY_FILE")
+WORKER_HEARTBEAT_SECONDS = env.integer("WORKER_HEARTBEAT_SECONDS", 10, minimum=1, maximum=300)
+# Gunicorn's worker processes (companion/gunicorn_conf.py): by default 2 per core plus
+# one, gunicorn's own advice. In a container, the core count is the host's: set it from
+# the CPU limit (deploy/kubernetes/ does).
+WEB_CONCURRENCY = env.integer(
+    "WEB_CONCURRENCY", 2 * len(os.sched_getaffinity(0)) + 1, minimum=1, maximum=64
+)
 
 # --- Logging: ids only, never message bodies, names or phone numbers ----------------
 LOG_LEVEL = env.string("LOG_LEVEL", "INFO").upper()

@@ -39,7 +39,11 @@ def companion_stack(transactional_db, fake_telegram, fake_llm, broker, tmp_path,
         "DATABASE_CONN_MAX_AGE": "0",
     }
     stack = CeleryStack(tmp_path, env)
-    queues = [django_settings.SCHEDULER_QUEUE, *django_settings.DELIVERY_QUEUES.values()]
+    queues = [
+        django_settings.SCHEDULER_QUEUE,
+        django_settings.INBOUND_QUEUE,
+        *django_settings.DELIVERY_QUEUES.values(),
+    ]
     common = ["--loglevel", "INFO", "--without-gossip", "--without-mingle"]
     stack.start(
         "worker",

@@ -18,6 +18,7 @@ EXPECTED_QUEUES = {
     settings.SCHEDULER_QUEUE,
     *settings.DELIVERY_QUEUES.values(),
     settings.OUTREACH_QUEUE,
+    settings.INBOUND_QUEUE,
 }
 
 
