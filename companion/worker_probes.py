@@ -8,9 +8,8 @@ from Celery's worker_ready until the warm shutdown begins.
 
 Why not `celery inspect ping` against the worker's node name: it goes through the
 broker (a Redis outage would fail every worker's probe at once and restart them all),
-starts a Celery client in a new Python process on every probe (a second of CPU, in a
-pod whose CPU is meant for deliveries), and needs remote control, which costs a reply
-queue per probe. A file's age is read by `stat` in the container in a millisecond.
+and every probe starts a new Python process that imports the whole app, in a pod whose
+CPU is meant for deliveries. A file's age is read by `stat`, locally and cheaply.
 """
 
 import logging
