@@ -500,3 +500,25 @@ def test_only_web_is_reached_from_outside_and_only_senders_reach_providers():
     assert https == {*senders, "companion-inbound", "companion-writer"}
     smtp = {name for name, pod in pods.items() if selected(policies["companion-smtp"], pod)}
     assert smtp == {"companion-deliver-email"}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_migrations_job_is_applied_with_everything_it_needs_and_nothing_else(overlay):
+    """The rollout's first step applies the objects labelled companion/before-rollout: the
+    Job must find its ServiceAccount and its ConfigMap among them, and no Deployment may
+    start the new release before the migrations are done."""
+    early = {
+        object_id(obj): obj
+        for obj in RENDERED[overlay]
+        if obj["metadata"].get("labels", {}).get("companion/before-rollout") == "true"
+    }
+    job = early.pop("Job/companion-migrate")
+    spec = pod_spec(job)
+    needs = {f"ServiceAccount/{spec['serviceAccountName']}"}
+    for container in containers(job):
+        needs |= {
+            f"ConfigMap/{ref['configMapRef']['name']}"
+            for ref in container["envFrom"]
+            if "configMapRef" in ref
+        }
+    assert set(early) == needs
