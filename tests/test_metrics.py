@@ -257,6 +257,8 @@ def test_a_scrape_without_redis_says_so_and_leaves_its_figures_out(client, setti
 
 def test_metrics_refuses_a_request_without_the_token_and_answers_with_it(client, settings, db):
     settings.METRICS_TOKEN = TOKEN
+    # Prometheus scrapes inside the deployment over plain HTTP, like the liveness probe.
+    settings.SECURE_SSL_REDIRECT = True
     assert client.get("/metrics").status_code == 403
     wrong = client.get("/metrics", headers={"Authorization": "Bearer not-the-token"})
     assert wrong.status_code == 403
