@@ -55,8 +55,9 @@ def error_label(code: str) -> str:
     return code if not code or _CODE.match(code) else "other"
 
 
-def delivery_ended(channel: str, status: str, error_code: str = "") -> None:
-    transaction.on_commit(lambda: deliveries.labels(channel, status, error_label(error_code)).inc())
+def delivery_ended(channel: str, status: str, error_code: str = "", count: int = 1) -> None:
+    labels = (channel, status, error_label(error_code))
+    transaction.on_commit(lambda: deliveries.labels(*labels).inc(count))
 
 
 def attempt_ended(channel: str, outcome: str, error_code: str = "") -> None:

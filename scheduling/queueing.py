@@ -217,7 +217,7 @@ def expire_held_past_window(now) -> int:
             error_text="its delivery window passed while it was held",
         )
         if count:
-            metrics.deliveries.labels(channel, DeliveryStatus.EXPIRED, "window_passed").inc(count)
+            metrics.delivery_ended(channel, DeliveryStatus.EXPIRED, "window_passed", count)
         expired += count
     if expired:
         logger.info("%d held deliveries expired: their window passed", expired)

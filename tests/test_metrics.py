@@ -19,6 +19,7 @@ from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from conversations.inbound import inbound_process
+from operations.metrics_processes import forget_earlier_runs, process_exited
 from outreach import writing
 from outreach.follow_ups import plan_follow_ups, write_follow_up
 from outreach.models import FollowUp
@@ -27,7 +28,7 @@ from scheduling import heartbeat
 from scheduling.delivery import deliver
 from scheduling.dispatch import dispatch_due
 from scheduling.models import Delivery, DeliveryStatus
-from scheduling.services import message_schedule
+from scheduling.services import message_cancel, message_schedule
 from tests.conftest import CeleryStack, ago, test_database_url
 from tests.fakes.telegram_server import Reply
 from tests.test_check_ins import due_check_in
@@ -216,6 +217,37 @@ def test_check_ins_follow_ups_and_inbound_updates_are_counted_by_path(
     assert value("companion_follow_ups_total", path="fallback") == before[1] + 1
     assert value("companion_inbound_updates_total", **processed) == before[2] + 1
     assert value("companion_inbound_updates_total", channel="whatsapp", result="skipped") >= 1
+
+
+def test_deliveries_cancelled_with_their_message_are_counted_once_committed(
+    fake_telegram, patient, django_capture_on_commit_callbacks
+):
+    cancelled = {"channel": "telegram", "status": "cancelled", "error_code": "message_cancelled"}
+    before = value("companion_deliveries_total", **cancelled)
+    delivery = due_delivery(patient)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert message_cancel(delivery.message, reason="test") == 1
+    assert message_cancel(delivery.message, reason="again") == 0
+
+    assert value("companion_deliveries_total", **cancelled) == before + 1
+
+
+def test_a_node_forgets_earlier_runs_files_and_a_dead_childs_live_gauges(tmp_path, settings):
+    settings.PROMETHEUS_MULTIPROC_DIR = str(tmp_path)
+    mine, earlier = os.getpid(), 4194303  # above any pid this machine hands out
+    for name in (f"counter_{mine}.db", f"counter_{earlier}.db", f"histogram_{earlier}.db"):
+        (tmp_path / name).write_bytes(b"")
+
+    assert forget_earlier_runs() == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"counter_{mine}.db"]
+
+    child = 4194302
+    (tmp_path / f"gauge_livesum_{child}.db").write_bytes(b"")
+    (tmp_path / f"counter_{child}.db").write_bytes(b"")
+    process_exited(child)
+    # Its counters stay, so the node's totals never go down.
+    assert {p.name for p in tmp_path.iterdir()} == {f"counter_{child}.db", f"counter_{mine}.db"}
 
 
 # -- The shared state, read at scrape time ------------------------------------------------
