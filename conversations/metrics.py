@@ -6,6 +6,6 @@ from prometheus_client import Counter
 inbound_updates = Counter(
     "companion_inbound_updates_total",
     "Inbound updates (Telegram, WhatsApp) by channel and result: processed, failed or "
-    "skipped; SMS, answered in the webhook's request, count as processed or failed too.",
+    "skipped; SMS, answered in the webhook's request, count as processed or skipped too.",
     ["channel", "result"],
 )
