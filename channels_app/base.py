@@ -11,6 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 
+from channels_app import metrics
+
 logger = logging.getLogger(__name__)
 
 
@@ -65,6 +67,24 @@ class Timed:
     seconds: float
 
 
+def answer_outcome(answer: SendResult | ChannelError) -> str:
+    """sent, transient, permanent or blocked: what the caller must do next, as a label."""
+    if isinstance(answer, TransientError):
+        return "transient"
+    if isinstance(answer, RecipientBlocked):
+        return "blocked"
+    if isinstance(answer, ChannelError):
+        return "permanent"
+    return "sent"
+
+
+def provider_timed(channel: str, answer: SendResult | ChannelError, started: float) -> Timed:
+    """The answer with the time since `started` (time.monotonic()), counted per channel."""
+    timed = Timed(answer, time.monotonic() - started)
+    metrics.provider_answered(channel, answer_outcome(answer), timed.seconds)
+    return timed
+
+
 def internal_error(message: OutboundMessage) -> PermanentError:
     """For an exception that is not a provider's answer: a bug in an adapter fails that
     one delivery with a reason instead of crashing the worker or the batch."""
@@ -82,7 +102,7 @@ def send_timed(send, message: OutboundMessage) -> Timed:
         answer = error
     except Exception:
         answer = internal_error(message)
-    return Timed(answer, time.monotonic() - started)
+    return provider_timed(message.channel, answer, started)
 
 
 class Slot(Protocol):

@@ -33,6 +33,7 @@ from channels_app.base import (
     Timed,
     TransientError,
     internal_error,
+    provider_timed,
 )
 from channels_app.formatting import PART_LENGTH, message_parts
 from channels_app.telegram_request import AiohttpRequest
@@ -147,7 +148,7 @@ class TelegramChannel(ChannelAdapter):
             answer = error
         except Exception:
             answer = internal_error(message)
-        return Timed(answer, time.monotonic() - started)
+        return provider_timed(message.channel, answer, started)
 
     async def _send(self, bot: Bot, message: OutboundMessage) -> SendResult:
         """Sends the message's parts back to back: for one part of a delivery, or a reply

@@ -56,8 +56,8 @@ CSRF_TRUSTED_ORIGINS = env.words("DJANGO_CSRF_TRUSTED_ORIGINS", [])
 # Each can be switched off for a plain-HTTP setup (the test suite, a trial on one machine);
 # docs/security.md, item 15.
 SECURE_SSL_REDIRECT = env.boolean("DJANGO_SECURE_SSL_REDIRECT", not DEBUG)
-# Liveness probes (compose, Kubernetes) reach the container over plain HTTP.
-SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+# Liveness probes (compose, Kubernetes) and Prometheus reach the container over plain HTTP.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env.boolean("DJANGO_SECURE_COOKIES", not DEBUG)
 SECURE_HSTS_SECONDS = env.integer(
     "DJANGO_SECURE_HSTS_SECONDS", 0 if DEBUG else 365 * 24 * 3600, minimum=0
@@ -88,6 +88,8 @@ INSTALLED_APPS = [
     # Swagger UI and Redoc served from this site, not a CDN (docs/security.md, item 16).
     "drf_spectacular_sidecar",
     "auditlog",
+    # Request metrics at /metrics (operations/metrics_exposition.py).
+    "django_prometheus",
     # The layers, lowest first; each imports only those listed before it
     # (the contract in .importlinter, checked by make test).
     "patients",
@@ -100,6 +102,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First and (but for axes) last: request counts and latencies for /metrics.
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -113,6 +117,7 @@ MIDDLEWARE = [
     "auditlog.middleware.AuditlogMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
     # Last, as django-axes asks: it turns a locked-out sign-in into its 429 page.
     "axes.middleware.AxesMiddleware",
 ]
@@ -505,6 +510,21 @@ WORKER_HEARTBEAT_SECONDS = env.integer("WORKER_HEARTBEAT_SECONDS", 10, minimum=1
 WEB_CONCURRENCY = env.integer(
     "WEB_CONCURRENCY", 2 * len(os.sched_getaffinity(0)) + 1, minimum=1, maximum=64
 )
+
+# --- Metrics (operations/metrics_*.py; README, *Operating it*) ----------------------------
+# The web's /metrics answers only "Authorization: Bearer <METRICS_TOKEN>"; with none set it
+# does not exist (404), except with DJANGO_DEBUG on, where it is open.
+METRICS_TOKEN = env.string("METRICS_TOKEN")
+if METRICS_TOKEN and not DEBUG and len(METRICS_TOKEN) < 32:
+    raise ImproperlyConfigured("METRICS_TOKEN must be 32 or more random characters")
+# Each Celery worker and Beat serves its metrics on this port (0: no exporter) at this
+# address: loopback unless set (0.0.0.0 in a container, behind a NetworkPolicy).
+METRICS_PORT = env.integer("METRICS_PORT", 0, minimum=0, maximum=65535)
+METRICS_ADDRESS = env.string("METRICS_ADDRESS", "127.0.0.1")
+# prometheus-client's multiprocess mode (prefork workers, gunicorn): one directory per node,
+# which the node empties of earlier runs at start. prometheus-client reads the variable
+# itself; empty: each process keeps its metrics in memory (runserver, Beat, a solo pool).
+PROMETHEUS_MULTIPROC_DIR = env.string("PROMETHEUS_MULTIPROC_DIR")
 
 # --- Logging: ids only, never message bodies, names or phone numbers ----------------
 LOG_LEVEL = env.string("LOG_LEVEL", "INFO").upper()

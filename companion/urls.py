@@ -11,6 +11,7 @@ urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
     path("admin/", admin.site.urls),
     path("healthz", views.liveness, name="liveness"),
+    path("metrics", views.metrics, name="metrics"),
     path("sandbox/", care_team_views.sandbox_outbox, name="sandbox-outbox"),
     path("ops/channels/", care_team_views.channel_status, name="channel-status"),
     path("channels/twilio/status/", callbacks.twilio_status, name="twilio-status"),

@@ -46,6 +46,7 @@ from channels_app.breaker import breaker_allow, breaker_record
 from channels_app.ratelimit import SendSlot, reserve_slots
 from channels_app.registry import ADDRESSED_CHANNELS, adapter_for
 from patients.models import Contact
+from scheduling import metrics
 from scheduling.acknowledgements import acknowledgement_buttons, wants_buttons
 from scheduling.bulk_sql import update_rows
 from scheduling.leases import LeaseHeartbeat
@@ -424,12 +425,16 @@ def _contact_for(delivery: Delivery) -> Contact | None:
 
 
 def _close_interrupted_attempts(delivery: Delivery, now: datetime) -> None:
-    DeliveryAttempt.objects.filter(delivery=delivery, outcome=AttemptOutcome.IN_PROGRESS).update(
+    closed = DeliveryAttempt.objects.filter(
+        delivery=delivery, outcome=AttemptOutcome.IN_PROGRESS
+    ).update(
         outcome=AttemptOutcome.INTERRUPTED,
         finished_at=now,
         error_code="worker_lost",
         error_text="the worker stopped before recording an outcome; the send may have happened",
     )
+    for _ in range(closed):
+        metrics.attempt_ended(delivery.channel, AttemptOutcome.INTERRUPTED, "worker_lost")
 
 
 def _finish(delivery: Delivery, status: str, code: str, text: str, now: datetime) -> None:
@@ -438,6 +443,7 @@ def _finish(delivery: Delivery, status: str, code: str, text: str, now: datetime
     delivery.error_text = text
     delivery.lease_until = None
     delivery.save(update_fields=["status", "error_code", "error_text", "lease_until", "updated_at"])
+    metrics.delivery_ended(delivery.channel, status, code)
     logger.info("delivery %s %s (%s)", delivery.pk, status, code)
 
 
@@ -452,6 +458,7 @@ def _close_attempt(claim: _Claim, outcome: str, timed: Timed) -> None:
     attempt.save(
         update_fields=["outcome", "finished_at", "duration_ms", "error_code", "error_text"]
     )
+    metrics.attempt_ended(claim.delivery.channel, outcome, attempt.error_code)
 
 
 @transaction.atomic
@@ -478,6 +485,7 @@ def _record_sent(sent: list[_Claim], seconds: dict[int, float]) -> list[Delivery
         ["status", "sent_at", "provider_message_id", "parts_sent", "lease_until", "error_code",
          "error_text", "updated_at"],
     )  # fmt: skip
+    metrics.deliveries_sent(deliveries)
     for delivery in deliveries:
         logger.info("delivery %s sent on %s (attempt %d)", delivery.pk, delivery.channel,
                     delivery.attempts)  # fmt: skip

@@ -15,6 +15,7 @@ from channels_app.registry import ADDRESSED_CHANNELS
 from patients.audit import record_action
 from patients.inbox_links import inbox_links_revoke
 from patients.models import Channel, Contact, Patient
+from scheduling import metrics
 from scheduling.message_templates import find_template, render_template
 from scheduling.models import (
     Delivery,
@@ -201,11 +202,18 @@ def message_cancel(message: ScheduledMessage, *, reason: str = "", actor=None) -
     )  # fmt: skip
     message.refresh_from_db()
     record_action(message, "cancel", actor=actor)
-    return Delivery.objects.filter(message=message, status=DeliveryStatus.QUEUED).update(
-        status=DeliveryStatus.CANCELLED,
-        error_code="message_cancelled",
-        updated_at=timezone.now(),
-    )
+    queued = Delivery.objects.filter(message=message, status=DeliveryStatus.QUEUED)
+    cancelled = 0
+    # A message's deliveries may be on several channels (a blocked one moves the message).
+    for channel in set(queued.values_list("channel", flat=True)):
+        count = queued.filter(channel=channel).update(
+            status=DeliveryStatus.CANCELLED,
+            error_code="message_cancelled",
+            updated_at=timezone.now(),
+        )
+        metrics.delivery_ended(channel, DeliveryStatus.CANCELLED, "message_cancelled", count)
+        cancelled += count
+    return cancelled
 
 
 @transaction.atomic

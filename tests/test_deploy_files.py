@@ -29,11 +29,28 @@ def procfile() -> dict[str, str]:
 
 
 def commands_in(text: str) -> list[list[str]]:
-    """Each shell command of a service (split on &&), as argv lists."""
+    """Each shell command of a service (split on &&), as argv lists, without the
+    NAME=value assignments before it (assignments_in has those)."""
     text = text.strip()
     if text.startswith('sh -c "'):
         text = text.removeprefix('sh -c "').removesuffix('"')
-    return [shlex.split(part) for part in text.split("&&")]
+    commands = [shlex.split(part) for part in text.split("&&")]
+    return [argv[len(_assignments(argv)) :] for argv in commands]
+
+
+def _assignments(argv: list[str]) -> list[str]:
+    taken = []
+    for word in argv:
+        if "=" not in word or not word.split("=", 1)[0].isidentifier():
+            break
+        taken.append(word.split("=", 1)[0])
+    return taken
+
+
+def test_the_procfile_sets_only_environment_variables_the_settings_read():
+    for name, command in procfile().items():
+        variables = set(_assignments(shlex.split(command)))
+        assert variables <= env.READ, f"{name}: {variables - env.READ} are never read"
 
 
 def all_commands() -> list[tuple[str, list[str]]]:

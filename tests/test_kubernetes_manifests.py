@@ -486,6 +486,13 @@ def test_only_web_is_reached_from_outside_and_only_senders_reach_providers():
     assert "ingress" not in deny["spec"] and "egress" not in deny["spec"]
     assert all(selected(deny, pod) for pod in pods.values())
 
+    # Prometheus reaches every pod's metrics port from the monitoring namespace, no more.
+    metrics = policies.pop("companion-metrics-from-monitoring")
+    [rule] = metrics["spec"]["ingress"]
+    assert [peer["namespaceSelector"]["matchLabels"] for peer in rule["from"]] == [
+        {"kubernetes.io/metadata.name": "monitoring"}
+    ]
+    assert {port["port"] for port in rule["ports"]} == {8000, 9100}
     ingress = {
         name
         for name, pod in pods.items()
