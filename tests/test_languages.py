@@ -229,6 +229,7 @@ def test_a_provider_whose_browser_asks_for_french_sees_the_web_ui_in_french(demo
     assert "Tous les statuts" in page  # a form's choice
     assert "Actif</span>" in page  # a message's status badge
     assert re.search(r"\d\d/\d\d/20\d\d \d\d:\d\d", page)  # dates day first
+    assert re.search(r'lang="en"[^>]*>English</option>', page)  # each language in its own
 
 
 def test_a_provider_without_accept_language_sees_english(demo_client):
