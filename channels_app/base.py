@@ -27,6 +27,9 @@ class OutboundMessage:
     # (label, callback data) pairs shown under the message where the channel has buttons
     # (Telegram: an inline keyboard on the last part); other channels ignore them.
     buttons: tuple[tuple[str, str], ...] = ()
+    # The patient's language, for what the channel adds around the text (an e-mail's
+    # subject); "" is the site's language.
+    language: str = ""
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,8 @@ from email.utils import make_msgid
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
+from django.utils import translation
+from django.utils.translation import gettext
 
 from channels_app.base import (
     ChannelAdapter,
@@ -21,6 +23,7 @@ from channels_app.base import (
 )
 from channels_app.content import safe_html
 from channels_app.formatting import to_plain_text
+from patients.languages import patient_language
 
 
 class EmailChannel(ChannelAdapter):
@@ -29,14 +32,15 @@ class EmailChannel(ChannelAdapter):
     def send(self, message: OutboundMessage) -> SendResult:
         message_id = make_msgid(domain=settings.DEFAULT_FROM_EMAIL.rpartition("@")[2] or None)
         mail = EmailMultiAlternatives(
-            subject=settings.EMAIL_SUBJECT,
+            subject=_subject(message.language),
             body=to_plain_text(message.text, message.format),
             from_email=settings.DEFAULT_FROM_EMAIL,
             to=[message.address],
             headers={"Message-ID": message_id},
             connection=get_connection(timeout=settings.EMAIL_TIMEOUT),
         )
-        mail.attach_alternative(_as_html(message.text, message.format), "text/html")
+        html = _as_html(message.text, message.format, patient_language(message.language))
+        mail.attach_alternative(html, "text/html")
         try:
             mail.send()
         except smtplib.SMTPRecipientsRefused as exc:
@@ -52,10 +56,17 @@ class EmailChannel(ChannelAdapter):
         return SendResult(provider_message_id=message_id.strip("<>")[:128])
 
 
-def _as_html(content: str, fmt: str) -> str:
+def _subject(language: str) -> str:
+    if settings.EMAIL_SUBJECT:
+        return settings.EMAIL_SUBJECT
+    with translation.override(patient_language(language)):
+        return gettext("A message from your care team")
+
+
+def _as_html(content: str, fmt: str, language: str) -> str:
     # Cleaned like the web inbox: a mail client renders it too (docs/security.md, item 17).
     body = safe_html(content, fmt).replace("\n", "<br>")
-    return f"<html><body><p>{body}</p></body></html>"
+    return f'<html lang="{language}"><body><p>{body}</p></body></html>'
 
 
 def _smtp_error(code: int, reason: bytes | str) -> Exception:

@@ -107,9 +107,13 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # The care team's language: the browser's Accept-Language, then a provider's own
+    # choice (care_team/languages.py). Patients' texts name their language themselves.
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "care_team.languages.ProviderLanguageMiddleware",
     # PostgreSQL row-level security for a signed-in care team (patients/tenant_wall.py).
     "care_team.tenancy.TenantWallMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -417,7 +421,8 @@ EMAIL_USE_TLS = env.boolean("EMAIL_USE_TLS", False)
 EMAIL_USE_SSL = env.boolean("EMAIL_USE_SSL", False)
 EMAIL_TIMEOUT = env.integer("EMAIL_TIMEOUT", 10, minimum=1, maximum=300)
 DEFAULT_FROM_EMAIL = env.string("DEFAULT_FROM_EMAIL", "care-team@localhost")
-EMAIL_SUBJECT = env.string("EMAIL_SUBJECT", "A message from your care team")
+# Empty: "A message from your care team" in the patient's language; set, the same for all.
+EMAIL_SUBJECT = env.string("EMAIL_SUBJECT", "")
 EMAIL_RATE_PER_SECOND = env.number("EMAIL_RATE_PER_SECOND", 10.0, minimum=0.01)
 
 # The order in which a patient's channels are tried when a message names none, after
@@ -525,6 +530,13 @@ METRICS_ADDRESS = env.string("METRICS_ADDRESS", "127.0.0.1")
 # which the node empties of earlier runs at start. prometheus-client reads the variable
 # itself; empty: each process keeps its metrics in memory (runserver, Beat, a solo pool).
 PROMETHEUS_MULTIPROC_DIR = env.string("PROMETHEUS_MULTIPROC_DIR")
+
+# --- Languages (README, Languages) ------------------------------------------------------
+# The languages whose catalogs (locale/) are complete: the care team's pages and what
+# patients read. A patient's language outside them reads English; a test fails on any
+# message left untranslated.
+LANGUAGES = [("en", "English"), ("de", "Deutsch"), ("es", "Español"), ("fr", "Français")]
+LOCALE_PATHS = [BASE_DIR / "locale"]
 
 # --- Logging: ids only, never message bodies, names or phone numbers ----------------
 LOG_LEVEL = env.string("LOG_LEVEL", "INFO").upper()

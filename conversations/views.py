@@ -8,6 +8,7 @@ button when scripts are off).
 
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
+from django.utils import timezone, translation
 from django.utils.safestring import mark_safe
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST, require_safe
@@ -16,6 +17,7 @@ from channels_app.content import safe_html
 from channels_app.models import InboxMessage
 from conversations.inbox import mark_read_up_to, read_mark_bound
 from patients.inbox_links import inbox_path, patient_for_inbox_token
+from patients.languages import patient_language
 
 PAGE_SIZE = 100
 
@@ -29,10 +31,15 @@ def patient_inbox(request: HttpRequest, token: str) -> HttpResponse:
     items = list(InboxMessage.objects.filter(patient=patient)[:PAGE_SIZE])
     for item in items:
         item.safe_body = mark_safe(safe_html(item.body, item.format))  # noqa: S308 - cleaned
-        item.local_time = item.created_at.astimezone(patient.zone)
     unread = [item.pk for item in items if item.read_at is None]
-    context = {"items": items, "language": patient.language, "up_to": max(unread, default=None)}
-    return _private(render(request, "conversations/inbox.html", context))
+    language = patient_language(patient.language)
+    context = {"items": items, "language": language, "up_to": max(unread, default=None)}
+    # The patient's language and time zone, whatever the browser that opened the link asks
+    # for (the date filter shows times in the active zone: UTC without this).
+    with translation.override(language), timezone.override(patient.zone):
+        response = render(request, "conversations/inbox.html", context)
+        response["Content-Language"] = language
+    return _private(response)
 
 
 # No CSRF token: with the page's Referrer-Policy browsers send "Origin: null" with the

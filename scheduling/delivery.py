@@ -397,6 +397,7 @@ def _outbound(item: _Ready) -> OutboundMessage:
             if wants_buttons(message, delivery.channel)
             else ()
         ),
+        language=message.patient.language,
     )
 
 

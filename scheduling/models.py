@@ -4,6 +4,8 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from patients.fields import EncryptedTextField
 from patients.models import Channel, Contact, Organization, Patient, validate_timezone
@@ -15,15 +17,15 @@ def default_delivery_window() -> int:
 
 
 class ContentFormat(models.TextChoices):
-    TEXT = "text", "Plain text"
+    TEXT = "text", _("Plain text")
     HTML = "html", "HTML"
 
 
 class MessageStatus(models.TextChoices):
-    ACTIVE = "active", "Active"
-    PAUSED = "paused", "Paused"
-    COMPLETED = "completed", "Completed"
-    CANCELLED = "cancelled", "Cancelled"
+    ACTIVE = "active", pgettext_lazy("message status", "Active")
+    PAUSED = "paused", pgettext_lazy("message status", "Paused")
+    COMPLETED = "completed", pgettext_lazy("message status", "Completed")
+    CANCELLED = "cancelled", pgettext_lazy("message status", "Cancelled")
 
 
 class MessageKind(models.TextChoices):
@@ -150,12 +152,12 @@ class ScheduledMessage(models.Model):
 
 
 class DeliveryStatus(models.TextChoices):
-    QUEUED = "queued", "Queued"
-    SENDING = "sending", "Sending"
-    SENT = "sent", "Sent"
-    FAILED = "failed", "Failed"
-    CANCELLED = "cancelled", "Cancelled"
-    EXPIRED = "expired", "Expired"
+    QUEUED = "queued", pgettext_lazy("delivery status", "Queued")
+    SENDING = "sending", pgettext_lazy("delivery status", "Sending")
+    SENT = "sent", pgettext_lazy("delivery status", "Sent")
+    FAILED = "failed", pgettext_lazy("delivery status", "Failed")
+    CANCELLED = "cancelled", pgettext_lazy("delivery status", "Cancelled")
+    EXPIRED = "expired", pgettext_lazy("delivery status", "Expired")
 
 
 FINAL_DELIVERY_STATUSES = frozenset(
@@ -247,12 +249,12 @@ class Delivery(models.Model):
 
 
 class AttemptOutcome(models.TextChoices):
-    IN_PROGRESS = "in_progress", "In progress"
-    SENT = "sent", "Sent"
-    TRANSIENT = "transient", "Transient error"
-    PERMANENT = "permanent", "Permanent error"
-    BLOCKED = "blocked", "Recipient blocked"
-    INTERRUPTED = "interrupted", "Interrupted (worker lost)"
+    IN_PROGRESS = "in_progress", _("In progress")
+    SENT = "sent", pgettext_lazy("attempt outcome", "Sent")
+    TRANSIENT = "transient", _("Transient error")
+    PERMANENT = "permanent", _("Permanent error")
+    BLOCKED = "blocked", _("Recipient blocked")
+    INTERRUPTED = "interrupted", _("Interrupted (worker lost)")
 
 
 class DeliveryAttempt(models.Model):

@@ -21,7 +21,7 @@ from patients.access import may_delete, organization_ids, scoped
 from patients.contacts import contact_unverify
 from patients.models import Contact, Organization, Patient
 from scheduling.creation import MessageRequest, message_create, message_timing
-from scheduling.message_templates import DEFAULT_TEMPLATES
+from scheduling.message_templates import default_templates
 from scheduling.models import Delivery, MessageStatus, MessageTemplate, ScheduledMessage
 from scheduling.occurrences import PreviewRow, message_preview
 from scheduling.recurrence import local_wall_time, resolve_local
@@ -371,7 +371,7 @@ def template_catalogue(user, *, key: str = "", language: str = "") -> list[Messa
     )  # global rows (no organization) sort last in PostgreSQL
     builtins = [
         MessageTemplate(key=k, language=lang, body=body)
-        for (k, lang), body in DEFAULT_TEMPLATES.items()
+        for (k, lang), body in default_templates().items()
     ]
     wanted = [*rows, *builtins]
     return [
