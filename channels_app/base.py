@@ -11,6 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 
+from channels_app.attachments import Attachment
+
 logger = logging.getLogger(__name__)
 
 
@@ -25,6 +27,9 @@ class OutboundMessage:
     # (label, callback data) pairs shown under the message where the channel has buttons
     # (Telegram: an inline keyboard on the last part); other channels ignore them.
     buttons: tuple[tuple[str, str], ...] = ()
+    # A photo, voice note or document (channels_app.attachments): the adapter sends it as
+    # a part of its own, first, with the text as its caption where that fits.
+    attachment: Attachment | None = None
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,125 @@
+"""The file that goes with a message: checked for its channel when the message is written,
+stored through Django's storage API (STORAGES["attachments"]), read back for each send.
+
+Stored encrypted when FIELD_ENCRYPTION_ENABLED is on: Fernet over the whole file with the
+keys of patients/encryption.py, so a copied bucket or disk reveals no more than a copied
+database. The file is written before its row; if the row cannot be written the file is
+deleted again, so a refused or failed creation leaves nothing behind.
+
+Providers that fetch media themselves (Twilio's MMS) get a signed address on this site,
+valid for ATTACHMENT_LINK_HOURS, served by conversations.views after checking the
+signature; no file is ever at a public address of its own.
+"""
+
+import hashlib
+import logging
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core import signing
+from django.core.exceptions import ValidationError
+from django.core.files.base import ContentFile
+from django.db import models
+from django.urls import reverse
+
+from channels_app import attachments as media
+from patients.encryption import decrypt_bytes, encrypt_bytes
+from scheduling.models import Attachment, ScheduledMessage
+
+logger = logging.getLogger(__name__)
+
+_LINK_SALT = "scheduling.attachment-link"
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A file as a surface received it."""
+
+    data: bytes
+    name: str = ""
+    kind: str = ""  # empty: from its type (image: photo, audio: voice, else document)
+
+
+def attachment_check(channel: str, upload: Upload) -> media.CheckedFile:
+    """The file's kind, type and size if the channel takes it; a ValidationError naming
+    the limit otherwise."""
+    checked = media.check_attachment(channel, upload.data, upload.kind)
+    if channel == "sms" and not settings.PUBLIC_BASE_URL:
+        raise ValidationError(
+            {"attachment": "An SMS attachment needs PUBLIC_BASE_URL: Twilio fetches the file "
+                           "from this site."}
+        )  # fmt: skip
+    return checked
+
+
+def attachment_save(message: ScheduledMessage, upload: Upload, checked: media.CheckedFile):
+    """Stores the file, then its row (the caller's transaction); the file goes again if
+    the row fails."""
+    encrypted = settings.FIELD_ENCRYPTION_ENABLED
+    row = Attachment(
+        message=message, kind=checked.kind, content_type=checked.content_type,
+        size=checked.size, sha256=hashlib.sha256(upload.data).hexdigest(),
+        original_name=upload.name[:255], encrypted=encrypted,
+    )  # fmt: skip
+    stored = encrypt_bytes(upload.data) if encrypted else upload.data
+    row.file.save("attachment", ContentFile(stored), save=False)
+    try:
+        row.save()
+    except BaseException:
+        row.file.storage.delete(row.file.name)
+        raise
+    logger.info("message %s: %s attachment %s stored", message.pk, checked.kind, row.pk)
+    return row
+
+
+def attachment_bytes(row: Attachment) -> bytes:
+    with row.file.storage.open(row.file.name, "rb") as handle:
+        stored = handle.read()
+    return decrypt_bytes(stored) if row.encrypted else stored
+
+
+def attachment_delete(row: Attachment) -> None:
+    """The file and its row."""
+    name, storage = row.file.name, row.file.storage
+    row.delete()
+    storage.delete(name)
+
+
+def message_attachment(message: ScheduledMessage) -> Attachment | None:
+    try:
+        return message.attachment
+    except Attachment.DoesNotExist:
+        return None
+
+
+def attachment_for_sending(row: Attachment, channel: str, address: str) -> media.Attachment:
+    """The attachment as an adapter takes it; a signed address only where a provider
+    fetches it or the patient gets a link (SMS)."""
+    url = attachment_link(row) if channel == "sms" and settings.PUBLIC_BASE_URL else ""
+    return media.Attachment(
+        kind=row.kind, content_type=row.content_type, size=row.size,
+        read=lambda: attachment_bytes(row), url=url,
+    )  # fmt: skip
+
+
+def attachment_link(row: Attachment) -> str:
+    token = signing.TimestampSigner(salt=_LINK_SALT).sign(str(row.pk))
+    return settings.PUBLIC_BASE_URL + reverse("attachment-link", args=[token])
+
+
+def attachment_from_link(token: str) -> Attachment | None:
+    """The attachment a signed address names, while it is valid; None otherwise."""
+    max_age = settings.ATTACHMENT_LINK_HOURS * 3600
+    try:
+        pk = signing.TimestampSigner(salt=_LINK_SALT).unsign(token, max_age=max_age)
+    except signing.BadSignature:
+        return None
+    return Attachment.objects.filter(pk=int(pk)).first()
+
+
+def attachments_of_deliveries(delivery_ids: list[int]) -> dict[int, Attachment]:
+    """The attachment each delivery carried, by delivery id (those with none left out)."""
+    rows = Attachment.objects.filter(message__deliveries__in=delivery_ids).annotate(
+        delivery_id=models.F("message__deliveries__id")
+    )
+    return {row.delivery_id: row for row in rows}
