@@ -189,6 +189,9 @@ class TelegramChannel(ChannelAdapter):
         except InvalidToken as exc:
             raise PermanentError("invalid_token", "the bot token was rejected") from exc
         except NetworkError as exc:
+            if "too large" in exc.message.lower():
+                # HTTP 413: an upload over Telegram's 50 MB; sending it again cannot help.
+                raise PermanentError("too_large", exc.message) from exc
             # Timeouts, refused connections and every 5xx answer land here.
             raise TransientError("network", exc.message) from exc
         except TelegramError as exc:

@@ -19,12 +19,13 @@ from django.conf import settings
 from django.core import signing
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
+from django.core.files.storage import storages
 from django.db import models
 from django.urls import reverse
 
 from channels_app import attachments as media
 from patients.encryption import decrypt_bytes, encrypt_bytes
-from scheduling.models import Attachment, ScheduledMessage
+from scheduling.models import Attachment, ScheduledMessage, attachment_path
 
 logger = logging.getLogger(__name__)
 
@@ -62,27 +63,34 @@ def attachment_save(message: ScheduledMessage, upload: Upload, checked: media.Ch
         original_name=upload.name[:255], encrypted=encrypted,
     )  # fmt: skip
     stored = encrypt_bytes(upload.data) if encrypted else upload.data
-    row.file.save("attachment", ContentFile(stored), save=False)
+    storage = _storage()
+    row.file.name = storage.save(attachment_path(row, ""), ContentFile(stored))
     try:
         row.save()
     except BaseException:
-        row.file.storage.delete(row.file.name)
+        storage.delete(row.file.name)
         raise
     logger.info("message %s: %s attachment %s stored", message.pk, checked.kind, row.pk)
     return row
 
 
+def _storage():
+    # Looked up on each use, not the storage the model field was given at import: the
+    # STORAGES setting decides (and tests give each test a folder of its own).
+    return storages["attachments"]
+
+
 def attachment_bytes(row: Attachment) -> bytes:
-    with row.file.storage.open(row.file.name, "rb") as handle:
+    with _storage().open(row.file.name, "rb") as handle:
         stored = handle.read()
     return decrypt_bytes(stored) if row.encrypted else stored
 
 
 def attachment_delete(row: Attachment) -> None:
     """The file and its row."""
-    name, storage = row.file.name, row.file.storage
+    name = row.file.name
     row.delete()
-    storage.delete(name)
+    _storage().delete(name)
 
 
 def message_attachment(message: ScheduledMessage) -> Attachment | None:

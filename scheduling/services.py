@@ -116,7 +116,9 @@ def message_schedule(
     )
     if delivery_window_seconds is not None:
         message.delivery_window_seconds = delivery_window_seconds
-    message.full_clean(exclude=["next_run_at", "next_occurrence_at"])
+    # A photo may go without a text (validate_content checked the text for its channel).
+    without_text = ["content"] if attachment is not None and not content else []
+    message.full_clean(exclude=["next_run_at", "next_occurrence_at", *without_text])
     validate_recurrence(message)
     message_plan_next(message, now=timezone.now())
     if message.status != MessageStatus.ACTIVE:
