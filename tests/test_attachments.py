@@ -548,3 +548,56 @@ def test_the_web_inbox_shows_the_photo_through_the_patients_link(client, make_pa
     other_path = inbox_link_issue(patient=other).path
     stranger = reverse("inbox-attachment", args=[other_path.split("/")[2], item.pk])
     assert client.get(stranger).status_code == 404
+
+
+# -- The admin and the web UI ------------------------------------------------------------------
+
+
+def test_the_admin_adds_a_message_with_a_photo(demo_client, patient):
+    from tests.test_admin_and_pages import admin_add_form
+
+    photo = jpeg()
+    form = admin_add_form(patient, attachment=upload(photo, "rash.jpg"))
+    answer = demo_client.post(reverse("admin:scheduling_scheduledmessage_add"), form)
+
+    assert answer.status_code == 302, answer.content.decode()[-1500:]
+    row = AttachmentRow.objects.get(message__patient=patient)
+    assert attachment_bytes(row) == photo and row.kind == "photo"
+
+
+def test_the_admin_form_names_the_limit_and_saves_nothing(demo_client, patient, attachment_folder):
+    from tests.test_admin_and_pages import admin_add_form
+
+    form = admin_add_form(patient, attachment=upload(jpeg(pad_to=10 * MB + 1), "big.jpg"))
+    answer = demo_client.post(reverse("admin:scheduling_scheduledmessage_add"), form)
+
+    assert answer.status_code == 200
+    assert "a photo on telegram may have at most 10 MB" in answer.content.decode()
+    assert not ScheduledMessage.objects.exists() and stored_files(attachment_folder) == []
+
+
+def test_the_web_ui_schedules_a_voice_note(client, organization, patient):
+    from tests.test_web_ui import CREATE, create_form, provider_in
+
+    client.force_login(provider_in(organization, "nurse-v"))
+    voice = ogg_opus()
+    form = create_form(patient, when="daily at 08:00", attachment=upload(voice, "v.ogg"))
+    answer = client.post(CREATE, form)
+
+    assert answer.status_code == 302, answer.content.decode()[-1500:]
+    row = AttachmentRow.objects.get()
+    assert row.kind == "voice" and attachment_bytes(row) == voice
+
+
+def test_the_web_ui_shows_the_limit_next_to_the_file(client, organization, patient):
+    from tests.test_web_ui import CREATE, create_form, field_errors, provider_in
+
+    client.force_login(provider_in(organization, "nurse-w"))
+    form = create_form(
+        patient, content="x", when="daily at 08:00", attachment=upload(jpeg()[:300], "cut.jpg")
+    )
+    answer = client.post(CREATE, form)
+
+    assert answer.status_code == 200
+    assert "corrupt or cut off" in field_errors(answer, "attachment")
+    assert not ScheduledMessage.objects.exists()
