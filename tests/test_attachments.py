@@ -573,7 +573,8 @@ def test_the_admin_form_names_the_limit_and_saves_nothing(demo_client, patient, 
 
     assert answer.status_code == 200
     assert "a photo on telegram may have at most 10 MB" in answer.content.decode()
-    assert not ScheduledMessage.objects.exists() and stored_files(attachment_folder) == []
+    assert not ScheduledMessage.objects.filter(patient=patient).exists()
+    assert stored_files(attachment_folder) == []
 
 
 def test_the_web_ui_schedules_a_voice_note(client, organization, patient):

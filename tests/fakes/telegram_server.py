@@ -334,10 +334,15 @@ class FakeTelegram:
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length)
                 content_type = self.headers.get("Content-Type", "")
                 files = {}
-                if content_type.startswith("application/json"):
+                # Over the upload limit: refused by its size, as Telegram's front end does,
+                # before any parsing (media_refusal answers 413).
+                too_big = length > UPLOAD_MAX_BYTES
+                body = _drained(self.rfile, length) if too_big else self.rfile.read(length)
+                if too_big:
+                    params = {}
+                elif content_type.startswith("application/json"):
                     params = json.loads(body.decode() or "{}")
                 elif content_type.startswith("multipart/form-data"):
                     params, files = parse_multipart(content_type, body)
@@ -468,6 +473,16 @@ class FakeTelegram:
                 if state.updates or time.monotonic() >= deadline:
                     return list(state.updates)[:limit]
                 state.updates_ready.wait(timeout=max(0.0, deadline - time.monotonic()))
+
+
+def _drained(stream, length: int) -> bytes:
+    """Reads and drops a body, so that the answer reaches a client still sending it."""
+    while length > 0:
+        chunk = stream.read(min(length, 1 << 20))
+        if not chunk:
+            break
+        length -= len(chunk)
+    return b""
 
 
 def media_refusal(method: str, params: dict, files: dict, length: int) -> "str | Reply | None":
