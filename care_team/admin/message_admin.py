@@ -87,8 +87,6 @@ class ScheduledMessageForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         self.fields["starts_at"].required = False  # a phrase may give it
         self.fields["content"].required = False  # a photo may go alone (checked in clean)
-        if self.instance.pk is not None:
-            del self.fields["attachment"]  # chosen when the message is written
         self.checked_attachment = None
 
     def clean(self):
@@ -154,6 +152,11 @@ class ScheduledMessageAdmin(OperatorsDelete, OrganizationScopedAdmin):
     @admin.display(description="Audit trail")
     def audit_trail(self, obj: ScheduledMessage) -> str:
         return audit_lines(obj)
+
+    def get_fields(self, request, obj=None):
+        fields = super().get_fields(request, obj)
+        # A file is chosen when the message is written; its page then shows what it is.
+        return [f for f in fields if f != "attachment"] if obj is not None else fields
 
     def save_model(self, request, obj, form, change) -> None:
         obj.organization_id = obj.patient.organization_id

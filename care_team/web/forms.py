@@ -157,7 +157,9 @@ class MessageCreateForm(forms.Form):
         if bool(data.get("template")) and bool(data.get("content")):
             self.add_error("content", "Choose a template or write the text (one of them).")
         elif not has_text and not data.get("attachment"):
-            self.add_error("content", "Choose a template, write the text or attach a file.")
+            self.add_error(
+                "content", "Choose a template or write the text (one of them), or attach a file."
+            )
         unread = "when" in self.errors or "send_at" in self.errors
         if bool(data.get("when")) == bool(data.get("send_at")) and not unread:
             self.add_error("when", "Give a phrase, or a date below (one of them).")
