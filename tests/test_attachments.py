@@ -602,3 +602,24 @@ def test_the_web_ui_shows_the_limit_next_to_the_file(client, organization, patie
     assert answer.status_code == 200
     assert "corrupt or cut off" in field_errors(answer, "attachment")
     assert not ScheduledMessage.objects.exists()
+
+
+def test_another_clinics_attachments_are_behind_the_wall(patient, make_patient):
+    from django.db import connection
+
+    from patients.models import Organization
+    from patients.tenant_wall import wall_down, wall_up
+
+    message_schedule(patient=patient, content="", starts_at=ago(1), attachment=Upload(png()))
+    other = Organization.objects.create(name="Clinic B", slug="clinic-b")
+    try:
+        wall_up([other.pk])
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM scheduling_attachment")
+            assert cursor.fetchone()[0] == 0
+        wall_up([patient.organization_id])
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM scheduling_attachment")
+            assert cursor.fetchone()[0] == 1
+    finally:
+        wall_down()
