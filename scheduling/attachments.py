@@ -15,6 +15,7 @@ import hashlib
 import logging
 from dataclasses import dataclass
 
+from cryptography.fernet import Fernet, InvalidToken
 from django.conf import settings
 from django.core import signing
 from django.core.exceptions import ValidationError
@@ -24,7 +25,7 @@ from django.db import models
 from django.urls import reverse
 
 from channels_app import attachments as media
-from patients.encryption import decrypt_bytes, encrypt_bytes
+from patients.encryption import PREFIX, decrypt_bytes, encrypt_bytes
 from scheduling.models import Attachment, ScheduledMessage, attachment_path
 
 logger = logging.getLogger(__name__)
@@ -47,9 +48,11 @@ def attachment_check(channel: str, upload: Upload) -> media.CheckedFile:
     checked = media.check_attachment(channel, upload.data, upload.kind)
     if channel == "sms" and not settings.PUBLIC_BASE_URL:
         raise ValidationError(
-            {"attachment": "An SMS attachment needs PUBLIC_BASE_URL: Twilio fetches the file "
-                           "from this site."}
-        )  # fmt: skip
+            {
+                "attachment": "An SMS attachment needs PUBLIC_BASE_URL: Twilio fetches the file "
+                "from this site."
+            }
+        )
     return checked
 
 
@@ -58,10 +61,14 @@ def attachment_save(message: ScheduledMessage, upload: Upload, checked: media.Ch
     the row fails."""
     encrypted = settings.FIELD_ENCRYPTION_ENABLED
     row = Attachment(
-        message=message, kind=checked.kind, content_type=checked.content_type,
-        size=checked.size, sha256=hashlib.sha256(upload.data).hexdigest(),
-        original_name=upload.name[:255], encrypted=encrypted,
-    )  # fmt: skip
+        message=message,
+        kind=checked.kind,
+        content_type=checked.content_type,
+        size=checked.size,
+        sha256=hashlib.sha256(upload.data).hexdigest(),
+        original_name=upload.name[:255],
+        encrypted=encrypted,
+    )
     stored = encrypt_bytes(upload.data) if encrypted else upload.data
     storage = _storage()
     row.file.name = storage.save(attachment_path(row, ""), ContentFile(stored))
@@ -105,9 +112,12 @@ def attachment_for_sending(row: Attachment, channel: str, address: str) -> media
     fetches it or the patient gets a link (SMS)."""
     url = attachment_link(row) if channel == "sms" and settings.PUBLIC_BASE_URL else ""
     return media.Attachment(
-        kind=row.kind, content_type=row.content_type, size=row.size,
-        read=lambda: attachment_bytes(row), url=url,
-    )  # fmt: skip
+        kind=row.kind,
+        content_type=row.content_type,
+        size=row.size,
+        read=lambda: attachment_bytes(row),
+        url=url,
+    )
 
 
 def attachment_link(row: Attachment) -> str:
@@ -131,3 +141,37 @@ def attachments_of_deliveries(delivery_ids: list[int]) -> dict[int, Attachment]:
         delivery_id=models.F("message__deliveries__id")
     )
     return {row.delivery_id: row for row in rows}
+
+
+def attachments_reencrypt() -> tuple[int, int]:
+    """Rewrites every attachment file with the newest key of FIELD_ENCRYPTION_KEYS (and
+    encrypts files stored before encryption was on): (rewritten, already so). A new file
+    is written, then the row is pointed at it only if it still names the old one, then
+    the old file goes; a run stopped midway leaves at most one unused file."""
+    newest = Fernet(settings.FIELD_ENCRYPTION_KEYS[0])
+    storage = _storage()
+    rewritten = already = 0
+    for row in Attachment.objects.order_by("pk").iterator():
+        with storage.open(row.file.name, "rb") as handle:
+            stored = handle.read()
+        if row.encrypted and _opens(newest, stored):
+            already += 1
+            continue
+        plain = decrypt_bytes(stored) if row.encrypted else stored
+        old_name = row.file.name
+        new_name = storage.save(attachment_path(row, ""), ContentFile(encrypt_bytes(plain)))
+        moved = Attachment.objects.filter(pk=row.pk, file=old_name).update(
+            file=new_name, encrypted=True
+        )
+        storage.delete(old_name if moved else new_name)
+        rewritten += bool(moved)
+    logger.info("attachments re-encrypted: %d, already with the newest key: %d", rewritten, already)
+    return rewritten, already
+
+
+def _opens(fernet: Fernet, stored: bytes) -> bool:
+    try:
+        fernet.decrypt(stored.removeprefix(PREFIX.encode()))
+    except InvalidToken:
+        return False
+    return stored.startswith(PREFIX.encode())

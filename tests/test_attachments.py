@@ -623,3 +623,36 @@ def test_another_clinics_attachments_are_behind_the_wall(patient, make_patient):
             assert cursor.fetchone()[0] == 1
     finally:
         wall_down()
+
+
+def test_key_rotation_rewrites_attachment_files_with_the_new_key(
+    patient, settings, attachment_folder
+):
+    from cryptography.fernet import Fernet
+    from django.core.management import call_command
+
+    photo, document = png(), pdf()
+    old_key = settings.FIELD_ENCRYPTION_KEYS[0]
+    encrypted = message_schedule(
+        patient=patient, content="", starts_at=ago(1), attachment=Upload(photo)
+    )
+    settings.FIELD_ENCRYPTION_ENABLED = False  # a file stored before encryption was on
+    plain = message_schedule(
+        patient=patient, content="", starts_at=ago(1), attachment=Upload(document)
+    )
+    settings.FIELD_ENCRYPTION_ENABLED = True
+    new_key = Fernet.generate_key().decode()
+    settings.FIELD_ENCRYPTION_KEYS = [new_key, old_key]
+
+    out = io.StringIO()
+    call_command("rotate_encryption_key", stdout=out)
+    assert "attachments: 2 re-encrypted, 0 already" in out.getvalue()
+    assert len(stored_files(attachment_folder)) == 2  # the old files are gone
+
+    settings.FIELD_ENCRYPTION_KEYS = [new_key]  # the old key is gone
+    assert attachment_bytes(AttachmentRow.objects.get(message=encrypted)) == photo
+    rewritten = AttachmentRow.objects.get(message=plain)
+    assert rewritten.encrypted and attachment_bytes(rewritten) == document
+    again = io.StringIO()
+    call_command("rotate_attachment_key", stdout=again)
+    assert "attachments: 0 re-encrypted, 2 already" in again.getvalue()
