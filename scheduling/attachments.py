@@ -25,12 +25,16 @@ from django.db import models
 from django.urls import reverse
 
 from channels_app import attachments as media
+from channels_app.formatting import to_plain_text
 from patients.encryption import PREFIX, decrypt_bytes, encrypt_bytes
 from scheduling.models import Attachment, ScheduledMessage, attachment_path
 
 logger = logging.getLogger(__name__)
 
 _LINK_SALT = "scheduling.attachment-link"
+# Twilio's 1,600 characters, less room for the link an SMS carries where MMS does not go
+# (PUBLIC_BASE_URL, /media/ and a signed token of about 50 characters).
+SMS_LENGTH, SMS_LINK_ROOM = 1600, 200
 
 
 @dataclass(frozen=True)
@@ -42,10 +46,20 @@ class Upload:
     kind: str = ""  # empty: from its type (image: photo, audio: voice, else document)
 
 
-def attachment_check(channel: str, upload: Upload) -> media.CheckedFile:
+def attachment_check(
+    channel: str, upload: Upload, content: str = "", fmt: str = "text"
+) -> media.CheckedFile:
     """The file's kind, type and size if the channel takes it; a ValidationError naming
     the limit otherwise."""
     checked = media.check_attachment(channel, upload.data, upload.kind)
+    longest = SMS_LENGTH - SMS_LINK_ROOM
+    if channel == "sms" and len(to_plain_text(content, fmt)) > longest:
+        raise ValidationError(
+            {
+                "content": f"With an attachment an SMS may have at most {longest} characters: "
+                "where MMS does not reach, the file's link is written after the text."
+            }
+        )
     if channel == "sms" and not settings.PUBLIC_BASE_URL:
         raise ValidationError(
             {

@@ -98,7 +98,9 @@ def message_schedule(
         raise ValidationError({"patient": "The patient has opted out of messages."})
     chosen = choose_channel(patient, channel)
     validate_content(chosen, content, format, may_be_empty=attachment is not None)
-    checked = attachment_check(chosen, attachment) if attachment is not None else None
+    checked = None
+    if attachment is not None:
+        checked = attachment_check(chosen, attachment, content, format)
     message = ScheduledMessage(
         organization_id=patient.organization_id,
         patient=patient,

@@ -656,3 +656,17 @@ def test_key_rotation_rewrites_attachment_files_with_the_new_key(
     again = io.StringIO()
     call_command("rotate_attachment_key", stdout=again)
     assert "attachments: 0 re-encrypted, 2 already" in again.getvalue()
+
+
+def test_an_sms_text_with_an_attachment_leaves_room_for_its_link(settings, make_patient):
+    settings.PUBLIC_BASE_URL = "https://companion.example.org"
+    patient = make_patient(chat_id=None)
+    Contact.objects.create(
+        patient=patient, channel=Channel.SMS, address="+4915112345678", verified_at=timezone.now()
+    )
+    options = {"patient": patient, "starts_at": ago(1), "channel": "sms"}
+
+    with pytest.raises(ValidationError) as raised:
+        message_schedule(content="x" * 1401, attachment=Upload(png()), **options)
+    assert "at most 1400 characters" in raised.value.message_dict["content"][0]
+    assert message_schedule(content="x" * 1400, attachment=Upload(png()), **options).pk

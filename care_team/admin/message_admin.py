@@ -111,7 +111,10 @@ class ScheduledMessageForm(forms.ModelForm):
             text, fmt = data.get("content") or "", data.get("format", "text")
             validate_content(data["channel"], text, fmt, may_be_empty=upload is not None)
             if upload is not None:
-                self.checked_attachment = (upload, attachment_check(data["channel"], upload))
+                self.checked_attachment = (
+                    upload,
+                    attachment_check(data["channel"], upload, text, fmt),
+                )
             probe = ScheduledMessage(patient=patient, **{k: data.get(k) for k in (
                 "recurrence", "starts_at", "timezone", "ignore_quiet_hours",
                 "delivery_window_seconds")})  # fmt: skip
