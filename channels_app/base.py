@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from channels_app import metrics
+from channels_app.attachments import Attachment
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +31,9 @@ class OutboundMessage:
     # The patient's language, for what the channel adds around the text (an e-mail's
     # subject); "" is the site's language.
     language: str = ""
+    # A photo, voice note or document (channels_app.attachments): the adapter sends it as
+    # a part of its own, first, with the text as its caption where that fits.
+    attachment: Attachment | None = None
 
 
 @dataclass(frozen=True)

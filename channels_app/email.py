@@ -1,7 +1,9 @@
 """E-mail through Django's mail framework (SMTP settings from the environment).
 
 Every message goes out with a plain-text body and an HTML alternative, so any mail
-client shows it; the HTML is cleaned by the same allow-list as the web inbox. SMTP
+client shows it; the HTML is cleaned by the same allow-list as the web inbox. An
+attachment is attached under a name made of its kind and type ("photo.jpg"), never the
+name it was uploaded as. SMTP
 answers are sorted like a provider's: 4xx and dropped connections are transient, 5xx
 refusals of the recipient are permanent.
 """
@@ -41,6 +43,9 @@ class EmailChannel(ChannelAdapter):
         )
         html = _as_html(message.text, message.format, patient_language(message.language))
         mail.attach_alternative(html, "text/html")
+        if message.attachment is not None:
+            attachment = message.attachment
+            mail.attach(attachment.filename, attachment.read(), attachment.content_type)
         try:
             mail.send()
         except smtplib.SMTPRecipientsRefused as exc:

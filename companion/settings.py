@@ -537,6 +537,52 @@ PROMETHEUS_MULTIPROC_DIR = env.string("PROMETHEUS_MULTIPROC_DIR")
 # message left untranslated.
 LANGUAGES = [("en", "English"), ("de", "Deutsch"), ("es", "Español"), ("fr", "Français")]
 LOCALE_PATHS = [BASE_DIR / "locale"]
+# --- Attachments: photos, voice notes and documents on messages (scheduling/attachments) ---
+# Where their files are kept: "local" (a folder, MEDIA_ROOT) or "s3" (an S3-compatible
+# bucket through django-storages, which then needs boto3 installed).
+ATTACHMENT_STORAGE = env.string("ATTACHMENT_STORAGE", "local").lower()
+# The folder for "local". Never served as static files: a view that checks who asks
+# serves each file (the web inbox link, or a signed address for Twilio).
+MEDIA_ROOT = env.string("MEDIA_ROOT", str(BASE_DIR / "media"))
+# For "s3": the bucket, the endpoint of an S3-compatible service (empty: AWS), its region
+# and credentials (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, read by boto3 itself when
+# empty here).
+ATTACHMENT_S3_BUCKET = env.string("ATTACHMENT_S3_BUCKET")
+ATTACHMENT_S3_ENDPOINT_URL = env.string("ATTACHMENT_S3_ENDPOINT_URL")
+ATTACHMENT_S3_REGION = env.string("ATTACHMENT_S3_REGION")
+_attachment_storages = {
+    "local": {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": str(Path(MEDIA_ROOT) / "attachments"), "base_url": None},
+    },
+    "s3": {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": ATTACHMENT_S3_BUCKET,
+            "endpoint_url": ATTACHMENT_S3_ENDPOINT_URL or None,
+            "region_name": ATTACHMENT_S3_REGION or None,
+            "access_key": env.string("AWS_ACCESS_KEY_ID") or None,
+            "secret_key": env.string("AWS_SECRET_ACCESS_KEY") or None,
+            "default_acl": "private",
+            "querystring_auth": True,
+            "file_overwrite": False,
+        },
+    },
+}
+if ATTACHMENT_STORAGE not in _attachment_storages:
+    raise ImproperlyConfigured("ATTACHMENT_STORAGE must be local or s3")
+if ATTACHMENT_STORAGE == "s3" and not ATTACHMENT_S3_BUCKET:
+    raise ImproperlyConfigured("ATTACHMENT_STORAGE=s3 needs ATTACHMENT_S3_BUCKET")
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    "attachments": _attachment_storages[ATTACHMENT_STORAGE],
+}
+# How long the signed address of an attachment works: the one Twilio fetches an MMS from,
+# and the link an SMS to a number without MMS carries.
+ATTACHMENT_LINK_HOURS = env.number("ATTACHMENT_LINK_HOURS", 72.0, minimum=0.1)
+# Attachment files are encrypted at rest (Fernet over the bytes, FIELD_ENCRYPTION_KEYS)
+# whenever FIELD_ENCRYPTION_ENABLED is on.
 
 # --- Logging: ids only, never message bodies, names or phone numbers ----------------
 LOG_LEVEL = env.string("LOG_LEVEL", "INFO").upper()

@@ -17,6 +17,12 @@ urlpatterns = [
     path("channels/twilio/status/", callbacks.twilio_status, name="twilio-status"),
     path("inbox/<str:token>/", conversation_views.patient_inbox, name="patient-inbox"),
     path("inbox/<str:token>/read/", conversation_views.patient_inbox_read, name="inbox-read"),
+    path(
+        "inbox/<str:token>/attachments/<int:item_id>/",
+        conversation_views.patient_inbox_attachment,
+        name="inbox-attachment",
+    ),
+    path("media/<str:token>/", conversation_views.attachment_link, name="attachment-link"),
     path("api/scheduler/", include("care_team.api.urls")),
     path("scheduled-messages/", include("care_team.web.urls")),
     path("telegram/webhook/", webhooks.telegram_webhook, name="telegram-webhook"),

@@ -7,7 +7,9 @@ A long message goes in parts (the adapter says how), each a send of its own with
 slot from both the channel's and the recipient's bucket. Parts go in rounds, the first
 part of every delivery, then the second, and each round's accepted parts are recorded
 before the next round starts: a retry, or a delivery taken over from a lost worker, goes
-on from the first part not recorded. A delivery is sent when its last part is.
+on from the first part not recorded. A delivery is sent when its last part is. A photo,
+voice note or document is the first part (with the text as its caption where it fits), so
+a retry after a 429 never sends an accepted photo again.
 No database lock is held while the provider is called. The claim moves the row to
 "sending" with a lease, renewed by a heartbeat while the sends last (leases.py); a second
 task for the same delivery (tasks may run twice) finds it final or leased and leaves it
@@ -48,6 +50,7 @@ from channels_app.registry import ADDRESSED_CHANNELS, adapter_for
 from patients.models import Contact
 from scheduling import metrics
 from scheduling.acknowledgements import acknowledgement_buttons, wants_buttons
+from scheduling.attachments import attachment_for_sending, message_attachment
 from scheduling.bulk_sql import update_rows
 from scheduling.leases import LeaseHeartbeat
 from scheduling.models import (
@@ -212,7 +215,7 @@ def _tell_breaker(channel: str, answers: list) -> None:
 def _claim_batch(delivery_ids: list[int]) -> tuple[list[_Claim], list[DeliveryOutcome]]:
     deliveries = list(
         Delivery.objects.select_for_update(of=("self",))
-        .select_related("message", "message__patient", "contact")
+        .select_related("message", "message__patient", "message__attachment", "contact")
         .filter(pk__in=delivery_ids)
         .order_by("pk")
     )
@@ -385,6 +388,7 @@ def _slot_for_part(claim: _Claim, number: int, previous_answered: float) -> Slot
 
 def _outbound(item: _Ready) -> OutboundMessage:
     delivery, message = item.delivery, item.delivery.message
+    attachment = message_attachment(message)
     return OutboundMessage(
         delivery_id=delivery.pk,
         patient_id=message.patient_id,
@@ -398,6 +402,11 @@ def _outbound(item: _Ready) -> OutboundMessage:
             else ()
         ),
         language=message.patient.language,
+        attachment=(
+            attachment_for_sending(attachment, delivery.channel, item.address)
+            if attachment is not None
+            else None
+        ),
     )
 
 

@@ -1,6 +1,9 @@
+import uuid
+
 from auditlog.registry import auditlog
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.files.storage import storages
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
@@ -149,6 +152,43 @@ class ScheduledMessage(models.Model):
     @property
     def zone_name(self) -> str:
         return self.timezone or self.patient.timezone
+
+
+def attachment_storage():
+    """STORAGES["attachments"]: a folder by default, an S3-compatible bucket by setting."""
+    return storages["attachments"]
+
+
+def attachment_path(instance: "Attachment", filename: str) -> str:
+    """A random name under the clinic's folder: the uploaded name says nothing here."""
+    return f"{instance.message.organization_id}/{uuid.uuid4().hex}"
+
+
+class AttachmentKind(models.TextChoices):
+    PHOTO = "photo", "Photo"
+    VOICE = "voice", "Voice note"
+    DOCUMENT = "document", "Document"
+
+
+class Attachment(models.Model):
+    """A photo, voice note or document sent with a message (scheduling/attachments.py).
+    The file is encrypted at rest when `encrypted`; size and sha256 are of the plain file."""
+
+    message = models.OneToOneField(
+        ScheduledMessage, on_delete=models.CASCADE, related_name="attachment"
+    )
+    file = models.FileField(storage=attachment_storage, upload_to=attachment_path, max_length=255)
+    kind = models.CharField(max_length=16, choices=AttachmentKind.choices)
+    content_type = models.CharField(max_length=100, help_text="Read from the file's bytes.")
+    size = models.PositiveBigIntegerField(help_text="Bytes.")
+    sha256 = models.CharField(max_length=64)
+    # Shown to the care team only; never logged, never sent (files go as "photo.jpg").
+    original_name = EncryptedTextField(blank=True)
+    encrypted = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} of message #{self.message_id}"
 
 
 class DeliveryStatus(models.TextChoices):

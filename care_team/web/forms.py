@@ -12,6 +12,7 @@ from django.utils.translation import gettext_lazy
 
 from care_team.web.queries import available_templates, visible_organizations, visible_patients
 from patients.models import Channel
+from scheduling.attachments import Upload
 from scheduling.creation import MessageRequest
 from scheduling.models import ContentFormat, MessageStatus
 from scheduling.phrases import MAX_PHRASE_LENGTH
@@ -113,6 +114,14 @@ class MessageCreateForm(forms.Form):
     priority = forms.TypedChoiceField(
         choices=PRIORITIES, coerce=int, initial=3, label=gettext_lazy("Priority")
     )
+    attachment = forms.FileField(
+        required=False,
+        label=gettext_lazy("Photo, voice note or document"),
+        help_text=gettext_lazy(
+            "JPEG or PNG photos, OGG/MP3/M4A voice notes, PDF documents; each channel's size "
+            "limit applies (Telegram: photos 10 MB, other files 50 MB)."
+        ),
+    )
 
     # Where each error of message_create belongs on this form; the rest go on top.
     SERVICE_FIELDS = {
@@ -126,6 +135,7 @@ class MessageCreateForm(forms.Form):
         "priority": "priority",
         "schedule": "when",
         "recurrence": "when",
+        "attachment": "attachment",
     }
 
     def __init__(self, *args, user, **kwargs) -> None:
@@ -184,8 +194,14 @@ class MessageCreateForm(forms.Form):
 
     def clean(self) -> dict:
         data = super().clean()
-        if bool(data.get("template")) == bool(data.get("content")):
+        has_text = bool(data.get("template")) or bool(data.get("content"))
+        if bool(data.get("template")) and bool(data.get("content")):
             self.add_error("content", _("Choose a template or write the text (one of them)."))
+        elif not has_text and not data.get("attachment"):
+            self.add_error(
+                "content",
+                _("Choose a template or write the text (one of them), or attach a file."),
+            )
         unread = "when" in self.errors or "send_at" in self.errors
         if bool(data.get("when")) == bool(data.get("send_at")) and not unread:
             self.add_error("when", _("Give a phrase, or a date below (one of them)."))
@@ -212,6 +228,7 @@ class MessageCreateForm(forms.Form):
             channel=data["channel"] or None,
             priority=data["priority"],
             metadata={"source": "web"},
+            attachment=_upload(data.get("attachment")),
         )
 
     def add_service_errors(self, error: ValidationError) -> None:
@@ -226,3 +243,9 @@ class MessageCreateForm(forms.Form):
             else:
                 target = self.SERVICE_FIELDS.get(name)
             self.add_error(target, problems)
+
+
+def _upload(file) -> Upload | None:
+    if not file:
+        return None
+    return Upload(data=file.read(), name=file.name or "")

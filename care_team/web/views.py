@@ -60,7 +60,9 @@ def message_list(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def message_new(request: HttpRequest) -> HttpResponse:
     posted = request.method == "POST"
-    form = MessageCreateForm(request.POST if posted else None, user=request.user)
+    form = MessageCreateForm(
+        request.POST if posted else None, request.FILES if posted else None, user=request.user
+    )
     if posted and form.is_valid():
         try:
             with transaction.atomic():
