@@ -237,7 +237,7 @@ SELECT channel, count(*),
        percentile_cont(0.95) WITHIN GROUP (
            ORDER BY extract(epoch FROM coalesce(sent_at, %(now)s) - occurrence_at))
 FROM {table}
-WHERE status IN %(statuses)s AND occurrence_at >= %(since)s AND occurrence_at <= %(now)s
+WHERE status = ANY(%(statuses)s) AND occurrence_at >= %(since)s AND occurrence_at <= %(now)s
 GROUP BY channel
 """
 
@@ -253,7 +253,7 @@ def lateness_p95(now: datetime | None = None) -> list[Measurement]:
     with connection.cursor() as cursor:
         cursor.execute(
             _LATENESS_SQL.format(table=Delivery._meta.db_table),
-            {"now": now, "since": since, "statuses": tuple(str(s) for s in statuses)},
+            {"now": now, "since": since, "statuses": [str(s) for s in statuses]},
         )
         rows = {channel: (count, p95) for channel, count, p95 in cursor.fetchall()}
     limit = settings.ALERT_LATENESS_P95_SECONDS
