@@ -16,7 +16,7 @@ from tests.fakes.base import BaseReply, FakeServer
 class Call:
     path: str
     body: dict
-    at: float = field(default_factory=time.monotonic)
+    at: float = field(default_factory=time.time)
     status: int = 0
 
 
