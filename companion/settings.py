@@ -520,9 +520,10 @@ ALERT_BACKLOG_GROWING_MINUTES = env.number("ALERT_BACKLOG_GROWING_MINUTES", 10.0
 # The 95th percentile of how late deliveries due in the window went out (or still wait).
 ALERT_LATENESS_P95_SECONDS = env.number("ALERT_LATENESS_P95_SECONDS", 60.0, minimum=1.0)
 # Queues that must have a worker consuming them.
-ALERT_WORKER_QUEUES = env.words(
-    "ALERT_WORKER_QUEUES", [SCHEDULER_QUEUE, *DELIVERY_QUEUES.values(), OUTREACH_QUEUE]
-)
+_QUEUE_NAMES = [SCHEDULER_QUEUE, *DELIVERY_QUEUES.values(), OUTREACH_QUEUE]
+ALERT_WORKER_QUEUES = env.words("ALERT_WORKER_QUEUES", _QUEUE_NAMES)
+if unknown := set(ALERT_WORKER_QUEUES) - set(_QUEUE_NAMES):
+    raise ImproperlyConfigured(f"ALERT_WORKER_QUEUES names unknown queues: {sorted(unknown)}")
 
 # --- Logging: ids only, never message bodies, names or phone numbers ----------------
 LOG_LEVEL = env.string("LOG_LEVEL", "INFO").upper()

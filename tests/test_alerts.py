@@ -12,6 +12,7 @@ import pytest
 import redis
 from aiosmtpd.controller import Controller
 from django.conf import settings as django_settings
+from django.core.management import call_command
 from django.db import connections
 from django.urls import reverse
 from django.utils import timezone
@@ -44,6 +45,7 @@ from tests.conftest import from_now
 from tests.fakes.base import BaseReply
 from tests.fakes.webhook_server import FakeWebhook
 from tests.test_channels import Recorder
+from tests.test_settings import start_up
 
 OPS_CHAT = "-100777"
 FAILURE_RULES = {"failure_rate": failure_rates}
@@ -466,3 +468,32 @@ def test_operators_see_incidents_with_their_timeline_and_care_teams_do_not(
     assert b"Timeline" in page.content or b"timeline" in page.content
     assert demo_client.get(reverse("admin:operations_incident_changelist")).status_code == 403
     assert b"Incidents" not in demo_client.get(reverse("admin:index")).content
+
+
+# -- Settings and the command --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "words"),
+    [
+        ("ALERT_FAILURE_RATE", "5%", "is not a number"),
+        ("ALERT_FAILURE_RATE", "1.5", "is not a share below 1"),
+        ("ALERT_WEBHOOK_URL", "hooks.example.org/x", "http://"),
+        ("ALERT_WORKER_QUEUES", "scheduler,deliver.fax", "unknown queues: ['deliver.fax']"),
+        ("ALERT_EVALUATION_SECONDS", "0", "below its minimum"),
+    ],
+)
+def test_a_wrong_alert_setting_stops_start_up_naming_it(name, value, words):
+    result = start_up(**{name: value})
+    assert result.returncode != 0
+    assert name in result.stderr and words in result.stderr
+
+
+def test_the_command_runs_one_evaluation(patient, fake_webhook, capsys, monkeypatch):
+    monkeypatch.setattr("operations.alerting.RULES", FAILURE_RULES)
+    record_sends(patient, failures(20, 20))
+
+    call_command("evaluate_alerts")
+
+    assert "opened 2, resolved 0, notices sent 2, failed 0" in capsys.readouterr().out
+    assert len(fake_webhook.bodies()) == 2

@@ -167,6 +167,8 @@ def test_failing_sends_alert_once_at_each_target_and_recovery_resolves_once(
     assert (EventKind.RESOLVED, "") in kinds
     assert kinds.count((EventKind.NOTIFIED, "webhook")) == 2
     assert kinds.count((EventKind.NOTIFIED, "telegram")) == 2
+    # Beat ticked and the worker answered all along: no false alarm about either.
+    assert not Incident.objects.filter(rule_key__in=["beat_stale", "no_worker:scheduler"])
 
     first_failure = min(c.at for c in fake_telegram.answered(502))
     chat_failures = sum(1 for c in fake_telegram.calls() if c.params.get("chat_id") == OPS_CHAT
