@@ -519,7 +519,9 @@ ALERT_BEAT_STALE_SECONDS = env.integer("ALERT_BEAT_STALE_SECONDS", 60, minimum=5
 ALERT_BACKLOG_GROWING_MINUTES = env.number("ALERT_BACKLOG_GROWING_MINUTES", 10.0, minimum=0.1)
 # The 95th percentile of how late deliveries due in the window went out (or still wait).
 ALERT_LATENESS_P95_SECONDS = env.number("ALERT_LATENESS_P95_SECONDS", 60.0, minimum=1.0)
-# Queues that must have a worker consuming them.
+# Queues that must have a worker consuming them, and how long one may go without (a
+# worker's restart leaves its queues unserved for seconds).
+ALERT_NO_WORKER_SECONDS = env.integer("ALERT_NO_WORKER_SECONDS", 120, minimum=0)
 _QUEUE_NAMES = [SCHEDULER_QUEUE, *DELIVERY_QUEUES.values(), OUTREACH_QUEUE]
 ALERT_WORKER_QUEUES = env.words("ALERT_WORKER_QUEUES", _QUEUE_NAMES)
 if unknown := set(ALERT_WORKER_QUEUES) - set(_QUEUE_NAMES):

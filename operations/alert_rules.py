@@ -15,7 +15,8 @@ Every measurement is cheap enough to run once a minute:
 - backlog: each channel's queued and held deliveries, sampled at every evaluation into a
   Redis sorted set (see BacklogSamples for why Redis);
 - lateness: one percentile read over the deliveries due in the window;
-- workers: one broadcast asking each worker which queues it consumes (1 s timeout).
+- workers: one broadcast asking each worker which queues it consumes (it waits its whole
+  1 s timeout, in a scheduler worker's process, once an evaluation).
 """
 
 import logging
@@ -288,26 +289,38 @@ def queues_without_worker(required: list[str], replies: dict[str, list[dict]] | 
     return set(required) - served
 
 
-def worker_pools() -> list[Measurement]:
+def worker_pools(now: float | None = None) -> list[Measurement]:
+    """A queue of ALERT_WORKER_QUEUES that no answering worker has consumed for
+    ALERT_NO_WORKER_SECONDS: since when is kept in Redis per queue, so a worker's restart
+    (a deploy), which leaves its queues unserved for seconds, raises nothing."""
+    now = now if now is not None else time.time()
     replies = celery_app.control.inspect(timeout=WORKER_PING_SECONDS).active_queues()
     empty = queues_without_worker(settings.ALERT_WORKER_QUEUES, replies)
-    answering = len(replies or {})
-    return [
-        Measurement(
-            key=f"no_worker:{queue}",
-            severity=Severity.CRITICAL,
-            value=0 if queue in empty else 1,
-            threshold=1,
-            firing=queue in empty,
-            summary=(
-                f"queue {queue}: no worker consumes it ({answering} workers answered "
-                f"within {WORKER_PING_SECONDS:g} s)"
-                if queue in empty
-                else f"queue {queue}: served"
-            ),
+    client = redis_client()
+    grace = settings.ALERT_NO_WORKER_SECONDS
+    measurements = []
+    for queue in settings.ALERT_WORKER_QUEUES:
+        key = f"alerts:unserved_since:{queue}"
+        if queue not in empty:
+            client.delete(key)
+            unserved = 0.0
+        else:
+            client.set(key, repr(now), nx=True, ex=7 * 24 * 3600)
+            unserved = max(now - float(client.get(key) or now), 0.0)
+        measurements.append(
+            Measurement(
+                key=f"no_worker:{queue}",
+                severity=Severity.CRITICAL,
+                value=round(unserved),
+                threshold=grace,
+                firing=queue in empty and unserved >= grace,
+                summary=(
+                    f"queue {queue}: no worker has consumed it for {unserved:.0f} s (alert "
+                    f"after {grace} s; {len(replies or {})} workers answered)"
+                ),
+            )
         )
-        for queue in settings.ALERT_WORKER_QUEUES
-    ]
+    return measurements
 
 
 # Each family's key prefix, and the function that measures it.

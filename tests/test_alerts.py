@@ -281,10 +281,17 @@ def test_a_queue_no_worker_consumes_fires():
     assert queues_without_worker(["scheduler"], None) == {"scheduler"}
 
 
-def test_with_no_worker_running_every_required_queue_fires(broker, settings):
-    measured = by_key(worker_pools())
-    assert set(measured) == {f"no_worker:{q}" for q in settings.ALERT_WORKER_QUEUES}
-    assert all(m.firing for m in measured.values())
+def test_with_no_worker_for_2_minutes_every_required_queue_fires(broker, settings):
+    assert settings.ALERT_NO_WORKER_SECONDS == 120
+    now = time.time()
+
+    at_first = by_key(worker_pools(now))
+    a_minute_on = by_key(worker_pools(now + 60))
+    two_minutes_on = by_key(worker_pools(now + 120))
+
+    assert set(at_first) == {f"no_worker:{q}" for q in settings.ALERT_WORKER_QUEUES}
+    assert not any(m.firing for m in [*at_first.values(), *a_minute_on.values()])
+    assert all(m.firing for m in two_minutes_on.values())
 
 
 # -- Incidents and notices ----------------------------------------------------------------
@@ -445,8 +452,8 @@ def test_every_rule_family_is_evaluated_by_default(db, broker, monkeypatch):
         ["failure_rate", "breaker_open", "beat_stale", "backlog_growing", "lateness", "no_worker"]
     )
     assert result.skipped_rules == []
-    # No tick and no worker in this test: Beat's and every queue's incidents are open.
-    assert "beat_stale" in result.opened
+    # No tick in this test: Beat's incident is open (the workers' only after 2 minutes).
+    assert result.opened == ["beat_stale"]
 
 
 # -- The admin: operators only ---------------------------------------------------------
