@@ -71,6 +71,11 @@ def evaluate_alerts(rules: dict | None = None) -> Evaluation:
             logger.warning("alert rule %s not evaluated: %s", family, type(exc).__name__)
             result.skipped_rules.append(family)
             continue
+        except Exception:
+            # A rule that breaks in an unforeseen way must not silence every other one.
+            logger.exception("alert rule %s raised", family)
+            result.skipped_rules.append(family)
+            continue
         measured.add(family)
         firing.update((m.key, m) for m in measurements if m.firing)
     for measurement in firing.values():

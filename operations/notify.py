@@ -33,13 +33,16 @@ def configured_targets() -> list[str]:
     return targets
 
 
-def notice_text(incident: Incident, notice: str) -> str:
+def notice_head(incident: Incident, notice: str) -> str:
+    """One line: what happened to which rule (an e-mail's subject)."""
     if notice == Notice.OPENED:
-        head = f"[{incident.severity.upper()}] {incident.rule_key} opened"
-    else:
-        lasted = (incident.resolved_at - incident.opened_at).total_seconds()
-        head = f"[RESOLVED] {incident.rule_key} after {_duration(lasted)}"
-    return f"{head}: {incident.summary} (incident #{incident.pk})"
+        return f"[{incident.severity.upper()}] {incident.rule_key} opened"
+    lasted = (incident.resolved_at - incident.opened_at).total_seconds()
+    return f"[RESOLVED] {incident.rule_key} after {_duration(lasted)}"
+
+
+def notice_text(incident: Incident, notice: str) -> str:
+    return f"{notice_head(incident, notice)}: {incident.summary} (incident #{incident.pk})"
 
 
 def notice_payload(incident: Incident, notice: str) -> dict:
@@ -74,10 +77,9 @@ def send_notice(target: str, incident: Incident, notice: str) -> tuple[bool, str
 
 
 def _send_email(incident: Incident, notice: str) -> tuple[bool, str]:
-    text = notice_text(incident, notice)
     send_mail(
-        subject=text.split(":", 1)[0],
-        message=text,
+        subject=notice_head(incident, notice),
+        message=notice_text(incident, notice),
         from_email=settings.ALERT_EMAIL_FROM,
         recipient_list=settings.ALERT_EMAILS,
         fail_silently=False,

@@ -7,6 +7,7 @@ import socket
 import threading
 import time
 from datetime import timedelta
+from email import message_from_bytes
 
 import pytest
 import redis
@@ -321,6 +322,10 @@ def test_an_incident_notifies_each_target_once_when_it_opens_and_once_when_it_re
     body = next(b for b in fake_webhook.bodies() if b["incident"]["rule"].endswith("telegram"))
     assert body["event_action"] == "trigger"
     assert "10 of 20 sends failed" in body["text"]
+    subjects = [message_from_bytes(e.content)["Subject"] for e in smtp_server.envelopes]
+    assert sorted(subjects) == sorted(
+        ["[WARNING] failure_rate:telegram opened", f"[WARNING] {org_key} opened"]
+    )
     for text in [*sent["telegram"], *sent["email"], *(b["text"] for b in fake_webhook.bodies())]:
         assert patient.name not in text and "Take your tablets" not in text
 
@@ -378,9 +383,12 @@ def test_a_rule_that_cannot_measure_leaves_its_incident_open(patient, fake_webho
     def redis_down():
         raise RedisConnectionError("down")
 
-    result = evaluate_alerts({"failure_rate": redis_down})
+    def broken():
+        raise ZeroDivisionError
 
-    assert result.skipped_rules == ["failure_rate"]
+    result = evaluate_alerts({"failure_rate": redis_down, "lateness": broken})
+
+    assert result.skipped_rules == ["failure_rate", "lateness"]
     assert Incident.objects.filter(resolved_at__isnull=True).count() == 2
 
 
