@@ -54,6 +54,15 @@ class Measurement:
     threshold: float | None
     firing: bool
     summary: str
+    # Whether an incident already open stays open, when that differs from `firing`: a
+    # rate needs enough sends to open an incident, but a window that has too few to say
+    # must not resolve it, or traffic hovering about the minimum would open and resolve
+    # it at every evaluation.
+    holds: bool | None = None
+
+    @property
+    def keeps_open(self) -> bool:
+        return self.firing if self.holds is None else self.holds
 
 
 # --- failure rate ------------------------------------------------------------------------
@@ -97,6 +106,7 @@ def _failure_measurement(key: str, what: str, row: dict) -> Measurement:
         value=round(rate, 4),
         threshold=settings.ALERT_FAILURE_RATE,
         firing=failure_rate_fires(total, failed),
+        holds=rate > settings.ALERT_FAILURE_RATE,
         summary=(
             f"{what}: {failed} of {total} sends failed in the last {window:g} min "
             f"({rate:.0%}; alert above {settings.ALERT_FAILURE_RATE:.0%} of at least "
@@ -269,6 +279,7 @@ def lateness_p95(now: datetime | None = None) -> list[Measurement]:
                 value=round(p95, 1),
                 threshold=limit,
                 firing=count >= settings.ALERT_FAILURE_MIN_DELIVERIES and p95 > limit,
+                holds=count > 0 and p95 > limit,
                 summary=(
                     f"{channel}: 95% of {count} deliveries due in the last "
                     f"{settings.ALERT_WINDOW_MINUTES:g} min went out within {p95:.0f} s "

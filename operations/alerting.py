@@ -7,7 +7,9 @@ at once (Beat's task and `manage.py evaluate_alerts` from cron, say):
   evaluation that tries to open it waits for the first one's commit and then fails to
   insert, and so creates no notices;
 - resolve: the open incident's row is locked and re-read, so the second evaluation finds
-  it already resolved;
+  it already resolved. An incident resolves when its rule no longer holds it open
+  (Measurement.keeps_open): a rate opens an incident only over enough sends, but too few
+  to say do not resolve it;
 - notices: each (incident, opened/resolved, target) is one row, created in the same
   transaction as the transition; it is sent under its row lock (SKIP LOCKED, so another
   evaluation passes it by) and marked sent in that transaction.
@@ -63,6 +65,7 @@ def evaluate_alerts(rules: dict | None = None) -> Evaluation:
     rules = RULES if rules is None else rules
     result = Evaluation()
     firing: dict[str, Measurement] = {}
+    held: set[str] = set()
     measured: set[str] = set()
     for family, rule in rules.items():
         try:
@@ -78,12 +81,13 @@ def evaluate_alerts(rules: dict | None = None) -> Evaluation:
             continue
         measured.add(family)
         firing.update((m.key, m) for m in measurements if m.firing)
+        held.update(m.key for m in measurements if m.keeps_open)
     for measurement in firing.values():
         if incident_open(measurement):
             result.opened.append(measurement.key)
     open_incidents = Incident.objects.filter(resolved_at__isnull=True).values_list("pk", "rule_key")
     for pk, rule_key in list(open_incidents):
-        stopped = family_of(rule_key) in measured and rule_key not in firing
+        stopped = family_of(rule_key) in measured and not (rule_key in held or rule_key in firing)
         if stopped and incident_resolve(pk):
             result.resolved.append(rule_key)
     result.notices_sent, result.notices_failed = send_pending_notices()

@@ -376,6 +376,22 @@ def test_a_failing_target_is_recorded_and_retried_and_holds_back_no_other(
     assert not IncidentNotification.objects.exclude(status=NotificationStatus.SENT).exists()
 
 
+def test_too_few_sends_to_say_keep_an_incident_open_and_a_clean_window_resolves_it(patient):
+    record_sends(patient, failures(2, 20))
+    assert len(evaluate_alerts(FAILURE_RULES).opened) == 2
+
+    # 19 sends in the window, 2 failed: too few to open an incident, not a recovery.
+    DeliveryAttempt.objects.filter(
+        pk=DeliveryAttempt.objects.filter(outcome=AttemptOutcome.SENT).first().pk
+    ).update(finished_at=timezone.now() - timedelta(minutes=16))
+    assert evaluate_alerts(FAILURE_RULES).resolved == []
+
+    DeliveryAttempt.objects.filter(outcome=AttemptOutcome.TRANSIENT).update(
+        finished_at=timezone.now() - timedelta(minutes=16)
+    )
+    assert len(evaluate_alerts(FAILURE_RULES).resolved) == 2
+
+
 def test_a_rule_that_cannot_measure_leaves_its_incident_open(patient, fake_webhook):
     record_sends(patient, failures(20, 20))
     evaluate_alerts(FAILURE_RULES)
