@@ -44,6 +44,7 @@ logger = logging.getLogger(__name__)
 FAILED_OUTCOMES = (AttemptOutcome.TRANSIENT, AttemptOutcome.PERMANENT)
 FINISHED_OUTCOMES = (*FAILED_OUTCOMES, AttemptOutcome.SENT, AttemptOutcome.BLOCKED)
 WORKER_PING_SECONDS = 1.0
+NO_TICK_KEY = "alerts:no_tick_since"
 
 
 @dataclass(frozen=True)
@@ -146,21 +147,29 @@ def breakers_open(now: float | None = None) -> list[Measurement]:
 # --- Beat --------------------------------------------------------------------------------
 
 
-def beat_stale() -> list[Measurement]:
+def beat_stale(now: float | None = None) -> list[Measurement]:
+    """No tick for ALERT_BEAT_STALE_SECONDS. With no tick recorded at all (a first start,
+    or Redis restarted empty) the age counts from when this rule first saw none, so a
+    stack that has just started, or a Redis restart, raises nothing."""
+    now = now if now is not None else time.time()
     limit = settings.ALERT_BEAT_STALE_SECONDS
     age = seconds_since_last_tick()
+    client = redis_client()
     if age is None:
-        summary = "no dispatcher tick recorded: Beat or the scheduler's workers are down"
+        client.set(NO_TICK_KEY, repr(now), nx=True, ex=7 * 24 * 3600)
+        age = max(now - float(client.get(NO_TICK_KEY) or now), 0.0)
+        summary = f"no dispatcher tick recorded for {age:.0f} s (alert after {limit} s)"
     else:
+        client.delete(NO_TICK_KEY)
         summary = f"the dispatcher last ticked {age:.0f} s ago (alert after {limit} s)"
     return [
         Measurement(
             key="beat_stale",
             severity=Severity.CRITICAL,
-            value=None if age is None else round(age, 1),
+            value=round(age, 1),
             threshold=limit,
-            firing=age is None or age > limit,
-            summary=summary,
+            firing=age > limit,
+            summary=f"{summary}: Beat or the scheduler's workers are down",
         )
     ]
 

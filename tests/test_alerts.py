@@ -190,9 +190,16 @@ def test_a_dispatcher_tick_older_than_60_seconds_fires(settings):
     assert not beat_stale()[0].firing
     client.set(HEARTBEAT_KEY, f"{time.time() - 65:.3f}")
     assert beat_stale()[0].firing
-    client.delete(HEARTBEAT_KEY)
-    [missing] = beat_stale()
-    assert missing.firing and missing.value is None
+
+
+def test_with_no_tick_recorded_beat_is_stale_60_seconds_after_that_is_first_seen():
+    redis.Redis.from_url(django_settings.REDIS_URL).delete(HEARTBEAT_KEY)
+    now = time.time()
+
+    assert not beat_stale(now)[0].firing
+    assert not beat_stale(now + 60)[0].firing
+    [stale] = beat_stale(now + 61)
+    assert stale.firing and "no dispatcher tick recorded for 61 s" in stale.summary
 
 
 def queue_deliveries(patient, count: int) -> None:
@@ -476,8 +483,8 @@ def test_every_rule_family_is_evaluated_by_default(db, broker, monkeypatch):
         ["failure_rate", "breaker_open", "beat_stale", "backlog_growing", "lateness", "no_worker"]
     )
     assert result.skipped_rules == []
-    # No tick in this test: Beat's incident is open (the workers' only after 2 minutes).
-    assert result.opened == ["beat_stale"]
+    # No tick and no worker in this test, seen for the first time: nothing opens yet.
+    assert result.opened == []
 
 
 # -- The admin: operators only ---------------------------------------------------------
