@@ -4,11 +4,15 @@ import os
 
 from celery import Celery, signals
 
+from companion import worker_probes
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "companion.settings")
 
 app = Celery("companion")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+# The liveness and readiness files of Kubernetes' probes (deploy/kubernetes/).
+worker_probes.install(app)
 
 
 @signals.task_prerun.connect

@@ -253,10 +253,15 @@ CELERY_TASK_DEFAULT_QUEUE = SCHEDULER_QUEUE
 # The companion's writing (language model, weather) has its own queue and workers, so a
 # slow model never holds a delivery worker.
 OUTREACH_QUEUE = "outreach"
+# What patients send (bot commands, answers, inbound WhatsApp and SMS) is processed on its
+# own queue: a patient's reply never waits behind the dispatcher's ticks, and its workers
+# scale apart from the scheduler's (deploy/kubernetes/).
+INBOUND_QUEUE = "inbound"
 CELERY_TASK_QUEUES = [
     Queue(SCHEDULER_QUEUE),
     *(Queue(q) for q in DELIVERY_QUEUES.values()),
     Queue(OUTREACH_QUEUE),
+    Queue(INBOUND_QUEUE),
 ]
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -487,6 +492,20 @@ for _login in FLOWER_BASIC_AUTH:
             f"FLOWER_BASIC_AUTH: the password of {_user!r} has fewer than 12 characters"
         )
 
+# --- Running on Kubernetes (deploy/kubernetes/, companion/worker_probes.py) ----------------
+# A worker touches this file every WORKER_HEARTBEAT_SECONDS from its own event loop, and
+# creates WORKER_READY_FILE once it consumes; the pod's probes read their age and
+# presence, without a round trip through the broker. Empty: no file (make run, compose).
+WORKER_HEARTBEAT_FILE = env.string("WORKER_HEARTBEAT_FILE")
+WORKER_READY_FILE = env.string("WORKER_READY_FILE")
+WORKER_HEARTBEAT_SECONDS = env.integer("WORKER_HEARTBEAT_SECONDS", 10, minimum=1, maximum=300)
+# Gunicorn's worker processes (companion/gunicorn_conf.py): by default 2 per core plus
+# one, gunicorn's own advice. In a container, the core count is the host's: set it from
+# the CPU limit (deploy/kubernetes/ does).
+WEB_CONCURRENCY = env.integer(
+    "WEB_CONCURRENCY", 2 * len(os.sched_getaffinity(0)) + 1, minimum=1, maximum=64
+)
+
 # --- Alerts (operations/alerting.py) -------------------------------------------------
 # Rules are evaluated this often (Beat, on the scheduler queue); `manage.py evaluate_alerts`
 # runs one evaluation from outside, to catch Beat or the scheduler's workers being down.
@@ -522,7 +541,7 @@ ALERT_LATENESS_P95_SECONDS = env.number("ALERT_LATENESS_P95_SECONDS", 60.0, mini
 # Queues that must have a worker consuming them, and how long one may go without (a
 # worker's restart leaves its queues unserved for seconds).
 ALERT_NO_WORKER_SECONDS = env.integer("ALERT_NO_WORKER_SECONDS", 120, minimum=0)
-_QUEUE_NAMES = [SCHEDULER_QUEUE, *DELIVERY_QUEUES.values(), OUTREACH_QUEUE]
+_QUEUE_NAMES = [queue.name for queue in CELERY_TASK_QUEUES]
 ALERT_WORKER_QUEUES = env.words("ALERT_WORKER_QUEUES", _QUEUE_NAMES)
 if unknown := set(ALERT_WORKER_QUEUES) - set(_QUEUE_NAMES):
     raise ImproperlyConfigured(f"ALERT_WORKER_QUEUES names unknown queues: {sorted(unknown)}")

@@ -86,7 +86,7 @@ def storable(value: object) -> object:
 
 def enqueue_inbound(update_pk: int) -> bool:
     try:
-        publish_task(PROCESS_TASK, (update_pk,), queue=settings.SCHEDULER_QUEUE)
+        publish_task(PROCESS_TASK, (update_pk,), queue=settings.INBOUND_QUEUE)
     except OperationalError:
         logger.warning("broker unreachable; inbound update %s left for the sweep", update_pk)
         return False

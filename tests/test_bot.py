@@ -154,7 +154,7 @@ def test_it_stores_the_update_and_queues_its_task_after_commit(
     stored = InboundUpdate.objects.get()
     assert (stored.channel, stored.external_id, stored.processed_at) == ("telegram", "77", None)
     assert len(callbacks) == 1
-    assert broker.queue_length(settings.SCHEDULER_QUEUE) == 1
+    assert broker.queue_length(settings.INBOUND_QUEUE) == 1
 
 
 def test_a_redelivered_update_is_stored_once_and_answered_once(updates, bot, patient):
@@ -181,7 +181,7 @@ def test_an_update_whose_task_was_lost_is_queued_again_by_the_sweep(
     stale = inbound_sweep()
 
     assert (fresh["requeued"], stale["requeued"]) == (0, 1)
-    assert broker.queue_length(settings.SCHEDULER_QUEUE) == 1
+    assert broker.queue_length(settings.INBOUND_QUEUE) == 1
     assert updates.process() == ["processed"]
     assert len(bot.sent(chat_of(patient))) == 1
     assert inbound_sweep()["requeued"] == 0
