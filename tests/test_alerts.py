@@ -504,6 +504,12 @@ def test_operators_see_incidents_with_their_timeline_and_care_teams_do_not(
     assert page.status_code == 200
     assert b"opened notice, try 1: HTTP 200" in page.content
     assert b"Timeline" in page.content or b"timeline" in page.content
+    open_only = admin_client.get(reverse("admin:operations_incident_changelist") + "?state=open")
+    assert b"failure_rate:telegram" in open_only.content
+    resolved_only = admin_client.get(
+        reverse("admin:operations_incident_changelist") + "?state=resolved"
+    )
+    assert b"failure_rate:telegram" not in resolved_only.content
     assert demo_client.get(reverse("admin:operations_incident_changelist")).status_code == 403
     assert b"Incidents" not in demo_client.get(reverse("admin:index")).content
 

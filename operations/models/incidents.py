@@ -72,7 +72,7 @@ class IncidentEvent(models.Model):
         ordering = ["incident", "at", "pk"]
 
     def __str__(self) -> str:
-        return f"{self.kind} {self.target}".strip()
+        return f"{self.get_kind_display()} {self.target}".strip()
 
 
 class Notice(models.TextChoices):
@@ -116,4 +116,4 @@ class IncidentNotification(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.notice} to {self.target}"
+        return f"{self.get_notice_display()} notice to {self.target}"
