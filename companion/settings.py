@@ -584,6 +584,46 @@ ATTACHMENT_LINK_HOURS = env.number("ATTACHMENT_LINK_HOURS", 72.0, minimum=0.1)
 # Attachment files are encrypted at rest (Fernet over the bytes, FIELD_ENCRYPTION_KEYS)
 # whenever FIELD_ENCRYPTION_ENABLED is on.
 
+# --- Alerts (operations/alerting.py) -------------------------------------------------
+# Rules are evaluated this often (Beat, on the scheduler queue); `manage.py evaluate_alerts`
+# runs one evaluation from outside, to catch Beat or the scheduler's workers being down.
+ALERT_EVALUATION_SECONDS = env.integer("ALERT_EVALUATION_SECONDS", 60, minimum=1, maximum=3600)
+# Where notices go; each target is on when its setting is given.
+ALERT_EMAILS = env.words("ALERT_EMAILS", [])
+ALERT_EMAIL_FROM = env.string("ALERT_EMAIL_FROM", "alerts@localhost")
+ALERT_TELEGRAM_CHAT_ID = env.string("ALERT_TELEGRAM_CHAT_ID")
+# The operators' bot; the patients' bot (TELEGRAM_BOT_TOKEN) when empty.
+ALERT_TELEGRAM_BOT_TOKEN = env.string("ALERT_TELEGRAM_BOT_TOKEN") or TELEGRAM_BOT_TOKEN
+ALERT_WEBHOOK_URL = env.string("ALERT_WEBHOOK_URL")
+if ALERT_WEBHOOK_URL:
+    ALERT_WEBHOOK_URL = env.url("ALERT_WEBHOOK_URL", "", schemes=("http", "https"))
+# Each notice waits at most this long for its target, so a hung target cannot hold
+# the evaluation (the others are sent all the same).
+ALERT_NOTIFY_TIMEOUT_SECONDS = env.number("ALERT_NOTIFY_TIMEOUT_SECONDS", 5.0, minimum=0.5)
+# The share of sends to the provider that failed over the window, per channel and per
+# organization, above which an incident opens; fewer sends than the minimum say nothing.
+ALERT_FAILURE_RATE = env.number("ALERT_FAILURE_RATE", 0.05)
+if not 0 <= ALERT_FAILURE_RATE < 1:
+    raise ImproperlyConfigured(f"ALERT_FAILURE_RATE={ALERT_FAILURE_RATE} is not a share below 1")
+ALERT_FAILURE_MIN_DELIVERIES = env.integer("ALERT_FAILURE_MIN_DELIVERIES", 20, minimum=1)
+# The window of the failure rate and of the lateness percentile (fractions allowed).
+ALERT_WINDOW_MINUTES = env.number("ALERT_WINDOW_MINUTES", 15.0, minimum=0.1)
+ALERT_BREAKER_OPEN_MINUTES = env.number("ALERT_BREAKER_OPEN_MINUTES", 5.0, minimum=0.1)
+# The dispatcher's tick (every SCHEDULER_TICK_SECONDS) older than this: Beat or the
+# scheduler's workers are down.
+ALERT_BEAT_STALE_SECONDS = env.integer("ALERT_BEAT_STALE_SECONDS", 60, minimum=5)
+# A channel's backlog (queued and held deliveries) that has only grown for this long.
+ALERT_BACKLOG_GROWING_MINUTES = env.number("ALERT_BACKLOG_GROWING_MINUTES", 10.0, minimum=0.1)
+# The 95th percentile of how late deliveries due in the window went out (or still wait).
+ALERT_LATENESS_P95_SECONDS = env.number("ALERT_LATENESS_P95_SECONDS", 60.0, minimum=1.0)
+# Queues that must have a worker consuming them, and how long one may go without (a
+# worker's restart leaves its queues unserved for seconds).
+ALERT_NO_WORKER_SECONDS = env.integer("ALERT_NO_WORKER_SECONDS", 120, minimum=0)
+_QUEUE_NAMES = [queue.name for queue in CELERY_TASK_QUEUES]
+ALERT_WORKER_QUEUES = env.words("ALERT_WORKER_QUEUES", _QUEUE_NAMES)
+if unknown := set(ALERT_WORKER_QUEUES) - set(_QUEUE_NAMES):
+    raise ImproperlyConfigured(f"ALERT_WORKER_QUEUES names unknown queues: {sorted(unknown)}")
+
 # --- Logging: ids only, never message bodies, names or phone numbers ----------------
 LOG_LEVEL = env.string("LOG_LEVEL", "INFO").upper()
 if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:

@@ -68,7 +68,13 @@ def object_id(value) -> str:
     return f"{value['kind']}/{value['metadata']['name']}" if isinstance(value, dict) else value
 
 
+def has_pods(obj: dict) -> bool:
+    return "template" in obj.get("spec", {}) or obj["kind"] == "CronJob"
+
+
 def pod_spec(obj: dict) -> dict:
+    if obj["kind"] == "CronJob":
+        return obj["spec"]["jobTemplate"]["spec"]["template"]["spec"]
     return obj["spec"]["template"]["spec"]
 
 
@@ -173,7 +179,7 @@ def test_the_production_overlay_sets_the_namespace_and_a_released_image():
     production = RENDERED["production"]
     for obj in production:
         assert obj["metadata"].get("namespace") == "companion", object_id(obj)
-    pods = [obj for obj in production if "template" in obj.get("spec", {})]
+    pods = [obj for obj in production if has_pods(obj)]
     images = {container["image"] for obj in pods for container in containers(obj)}
     assert len(images) == 1
     assert not images.pop().endswith(":latest")
@@ -197,7 +203,7 @@ def secret_example() -> dict[str, str]:
 def test_every_environment_variable_the_manifests_set_is_read_by_the_settings(overlay):
     names = set(config_map(overlay)) | set(secret_example())
     for _, obj in objects():
-        if "template" in obj.get("spec", {}):
+        if has_pods(obj):
             names |= {item["name"] for c in containers(obj) for item in c.get("env", [])}
     assert names - env.READ == set()
 
@@ -221,7 +227,7 @@ def test_the_secret_names_what_production_requires_and_holds_no_value():
 
 def test_every_pod_gets_the_config_and_the_secret():
     for _, obj in objects():
-        if "template" not in obj.get("spec", {}):
+        if not has_pods(obj):
             continue
         for container in containers(obj):
             refs = {next(iter(ref)): ref[next(iter(ref))]["name"] for ref in container["envFrom"]}
@@ -258,7 +264,7 @@ def argv_of(container: dict) -> list[str]:
 
 @pytest.mark.parametrize(("overlay", "obj"), objects(), ids=object_id)
 def test_every_command_names_something_that_exists(overlay, obj):
-    if "template" not in obj.get("spec", {}):
+    if not has_pods(obj):
         return
     for container in containers(obj):
         argv = argv_of(container)
@@ -310,7 +316,7 @@ def test_exactly_one_beat_replaced_by_recreate(overlay):
 
 @pytest.mark.parametrize(("overlay", "obj"), objects(), ids=object_id)
 def test_every_workload_runs_as_non_root_on_a_read_only_root_filesystem(overlay, obj):
-    if "template" not in obj.get("spec", {}):
+    if not has_pods(obj):
         return
     spec = pod_spec(obj)
     assert spec["securityContext"]["runAsNonRoot"] is True
@@ -507,6 +513,12 @@ def test_only_web_is_reached_from_outside_and_only_senders_reach_providers():
     assert https == {*senders, "companion-inbound", "companion-writer"}
     smtp = {name for name, pod in pods.items() if selected(policies["companion-smtp"], pod)}
     assert smtp == {"companion-deliver-email"}
+    notices = policies["companion-operator-notices"]
+    assert {name for name, pod in pods.items() if selected(notices, pod)} == {
+        "companion-scheduler"
+    }
+    [cron] = [o for n, o in objects("CronJob") if n == "base"]
+    assert selected(notices, cron["spec"]["jobTemplate"])
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
