@@ -514,9 +514,7 @@ def test_only_web_is_reached_from_outside_and_only_senders_reach_providers():
     smtp = {name for name, pod in pods.items() if selected(policies["companion-smtp"], pod)}
     assert smtp == {"companion-deliver-email"}
     notices = policies["companion-operator-notices"]
-    assert {name for name, pod in pods.items() if selected(notices, pod)} == {
-        "companion-scheduler"
-    }
+    assert {name for name, pod in pods.items() if selected(notices, pod)} == {"companion-scheduler"}
     [cron] = [o for n, o in objects("CronJob") if n == "base"]
     assert selected(notices, cron["spec"]["jobTemplate"])
 
