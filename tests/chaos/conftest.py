@@ -141,8 +141,14 @@ class ChaosStack:
         self.starts: Counter = Counter()
 
     def start_worker(self, name: str, concurrency: int, extra_queues: tuple[str, ...] = ()) -> None:
-        delivery = django_settings.DELIVERY_QUEUES.values()
-        queues = ",".join([django_settings.SCHEDULER_QUEUE, *delivery, *extra_queues])
+        queues = ",".join(
+            [
+                django_settings.SCHEDULER_QUEUE,
+                django_settings.INBOUND_QUEUE,
+                *django_settings.DELIVERY_QUEUES.values(),
+                *extra_queues,
+            ]
+        )
         self._start(name, ["worker", "--queues", queues, "--concurrency", str(concurrency),
                            "--loglevel", "INFO", "--hostname", f"chaos-{name}-{os.getpid()}@%h",
                            "--without-gossip", "--without-mingle"])  # fmt: skip
