@@ -23,6 +23,7 @@ from operations.reports import daily_reports, reports_csv
 from operations.status import scheduler_status
 from patients.access import is_operator, organization_ids
 from patients.models import Organization
+from patients.tenant_wall import wall_is_up, wall_up
 
 
 class IsOperator(BasePermission):
@@ -93,6 +94,12 @@ def _flat(messages) -> str:
 
 class DailyReportCsvView(APIView):
     renderer_classes = [JSONRenderer, CsvRenderer]
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        # As for the other care-team endpoints: the database's own wall under the scoping.
+        if request.user.is_authenticated and not wall_is_up():
+            wall_up(organization_ids(request.user))
 
     @extend_schema(
         summary="The daily usage report, as CSV",
