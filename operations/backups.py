@@ -221,7 +221,8 @@ def check_client_version() -> None:
         raise BackupError(f"pg_dump cannot be run ({type(exc).__name__}); set PG_BIN_DIR") from exc
     match = re.search(r"(\d+)(?:\.\d+)?", output)
     client = int(match[1]) if match else 0
-    server = connection.cursor().connection.info.server_version // 10000
+    connection.ensure_connection()
+    server = connection.pg_version // 10000
     if client < server:
         raise BackupError(
             f"pg_dump is version {client} and the server {server}: install the PostgreSQL "
