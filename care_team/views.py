@@ -83,8 +83,12 @@ def control_panel_diagnostics(request: HttpRequest) -> HttpResponse:
         )
     results = [run_diagnostic(item) for item in names]
     for result in results:
-        logger.info("diagnostic %s run by user %s: %s", result.name, request.user.pk,
-                    "ok" if result.ok else "failing")  # fmt: skip
+        logger.info(
+            "diagnostic %s run by user %s: %s",
+            result.name,
+            request.user.pk,
+            "ok" if result.ok else "failing",
+        )
     return _panel(request, results=results)
 
 
@@ -92,10 +96,14 @@ def _panel(request: HttpRequest, *, results: list) -> HttpResponse:
     status = scheduler_status(health=health_answer())
     activity = status["database_activity"]
     peak = max((row["sent"] for row in activity.get("sent_per_minute", [])), default=0)
-    return render(request, "care_team/control_panel.html", {
-        "status": status,
-        "activity": activity,
-        "peak_per_minute": max(peak, 1),
-        "results": results,
-        "diagnostics": DIAGNOSTIC_LABELS,
-    })  # fmt: skip
+    return render(
+        request,
+        "care_team/control_panel.html",
+        {
+            "status": status,
+            "activity": activity,
+            "peak_per_minute": max(peak, 1),
+            "results": results,
+            "diagnostics": DIAGNOSTIC_LABELS,
+        },
+    )

@@ -143,10 +143,18 @@ def create_backup(*, now: datetime | None = None, storage: Storage | None = None
     with tempfile.TemporaryDirectory(prefix="companion-backup-") as workdir:
         path = Path(workdir) / name
         _run(
-            [pg_command("pg_dump"), "--format=custom", f"--compress={settings.BACKUP_COMPRESSION}",
-             "--no-password", f"--file={path}", *target.arguments(), target.name],
-            target, what="pg_dump",
-        )  # fmt: skip
+            [
+                pg_command("pg_dump"),
+                "--format=custom",
+                f"--compress={settings.BACKUP_COMPRESSION}",
+                "--no-password",
+                f"--file={path}",
+                *target.arguments(),
+                target.name,
+            ],
+            target,
+            what="pg_dump",
+        )
         size = path.stat().st_size
         with path.open("rb") as dump:
             saved = storage.save(name, File(dump, name=name))
@@ -173,11 +181,20 @@ def restore_backup(name: str, *, into: str, storage: Storage | None = None) -> T
             for chunk in iter(lambda: source.read(1024 * 1024), b""):
                 copy.write(chunk)
         _run(
-            [pg_command("pg_restore"), "--no-owner", "--no-privileges", "--exit-on-error",
-             "--single-transaction", "--no-password", *target.arguments(),
-             f"--dbname={target.name}", str(path)],
-            target, what="pg_restore",
-        )  # fmt: skip
+            [
+                pg_command("pg_restore"),
+                "--no-owner",
+                "--no-privileges",
+                "--exit-on-error",
+                "--single-transaction",
+                "--no-password",
+                *target.arguments(),
+                f"--dbname={target.name}",
+                str(path),
+            ],
+            target,
+            what="pg_restore",
+        )
     logger.info("backup %s restored into database %s", name, target.name)
     return target
 
@@ -214,9 +231,12 @@ def check_client_version() -> None:
     """pg_dump refuses a server newer than itself; say so before starting."""
     try:
         output = subprocess.run(  # noqa: S603 - a fixed program, no shell
-            [pg_command("pg_dump"), "--version"], capture_output=True, text=True, timeout=30,
+            [pg_command("pg_dump"), "--version"],
+            capture_output=True,
+            text=True,
+            timeout=30,
             check=True,
-        ).stdout  # fmt: skip
+        ).stdout
     except (OSError, subprocess.SubprocessError) as exc:
         raise BackupError(f"pg_dump cannot be run ({type(exc).__name__}); set PG_BIN_DIR") from exc
     match = re.search(r"(\d+)(?:\.\d+)?", output)
@@ -233,9 +253,12 @@ def check_client_version() -> None:
 def _run(command: list[str], target: Target, *, what: str) -> None:
     try:
         finished = subprocess.run(  # noqa: S603 - no shell; arguments are ours or checked
-            command, env=target.environment(), capture_output=True, text=True,
+            command,
+            env=target.environment(),
+            capture_output=True,
+            text=True,
             timeout=COMMAND_TIMEOUT_SECONDS,
-        )  # fmt: skip
+        )
     except (OSError, subprocess.SubprocessError) as exc:
         raise BackupError(f"{what} did not run ({type(exc).__name__})") from exc
     if finished.returncode != 0:

@@ -86,8 +86,9 @@ def telegram_webhook_info() -> Diagnostic:
     detail = f"webhook {where}; {info.get('pending_update_count', 0)} updates pending"
     if error := info.get("last_error_message"):
         detail += f"; last error: {without_numbers(str(error))}"
-    return Diagnostic("telegram_webhook", not info.get("last_error_message"), "live", detail,
-                      elapsed)  # fmt: skip
+    return Diagnostic(
+        "telegram_webhook", not info.get("last_error_message"), "live", detail, elapsed
+    )
 
 
 def whatsapp_check() -> Diagnostic:
@@ -124,8 +125,9 @@ def twilio_check() -> Diagnostic:
         return Diagnostic("twilio", False, "live", answer)
     account, elapsed = answer
     status = account.get("status", "?")
-    return Diagnostic("twilio", status == "active", "live",
-                      f"account {status}, in {elapsed} ms", elapsed)  # fmt: skip
+    return Diagnostic(
+        "twilio", status == "active", "live", f"account {status}, in {elapsed} ms", elapsed
+    )
 
 
 def email_check() -> Diagnostic:
@@ -133,8 +135,9 @@ def email_check() -> Diagnostic:
         return Diagnostic("email", False, "configuration", "not set: DEFAULT_FROM_EMAIL")
     if settings.EMAIL_BACKEND != SMTP_BACKEND:
         backend = settings.EMAIL_BACKEND.rsplit(".", 2)[-2]
-        return Diagnostic("email", True, "configuration",
-                          f"the {backend} backend sends nowhere: nothing to call")  # fmt: skip
+        return Diagnostic(
+            "email", True, "configuration", f"the {backend} backend sends nowhere: nothing to call"
+        )
     started = time.perf_counter()
     mail = get_connection(timeout=min(settings.EMAIL_TIMEOUT, TIMEOUT_SECONDS))
     try:

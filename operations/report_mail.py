@@ -43,19 +43,25 @@ def report_email(report: DailyReport, recipients: list[str]) -> EmailMessage:
     lines = [
         f"Daily report of {report.organization_name} for {report.day} (UTC).",
         "",
-        *(f"{name.replace('_', ' ')}: {_shown(summary[name])}" for name in summary
-          if name not in ("date", "organization", "channel")),
+        *(
+            f"{name.replace('_', ' ')}: {_shown(summary[name])}"
+            for name in summary
+            if name not in ("date", "organization", "channel")
+        ),
         "",
         "The attached CSV has the figures per channel. Aggregates only: no patient appears.",
-    ]  # fmt: skip
+    ]
     mail = EmailMessage(
         subject=f"Daily report: {report.organization_name}, {report.day}",
         body="\n".join(lines),
         from_email=settings.DEFAULT_FROM_EMAIL,
         to=recipients,
     )
-    mail.attach(f"daily-report-{report.organization_slug}-{report.day}.csv",
-                reports_csv([report]), "text/csv")  # fmt: skip
+    mail.attach(
+        f"daily-report-{report.organization_slug}-{report.day}.csv",
+        reports_csv([report]),
+        "text/csv",
+    )
     return mail
 
 
@@ -79,18 +85,24 @@ def _send_once(report: DailyReport, recipients: list[str]) -> bool:
         if not redis_client().set(key, "1", nx=True, ex=SENT_KEEP_SECONDS):
             return False
     except RedisError:
-        logger.warning("daily report of organization %s left for the next run: Redis "
-                       "does not answer", report.organization_id)  # fmt: skip
+        logger.warning(
+            "daily report of organization %s left for the next run: Redis does not answer",
+            report.organization_id,
+        )
         return False
     try:
         report_email(report, recipients).send()
     except OSError as exc:
         redis_client().delete(key)
-        logger.warning("daily report of organization %s not sent (%s); tried again next run",
-                       report.organization_id, type(exc).__name__)  # fmt: skip
+        logger.warning(
+            "daily report of organization %s not sent (%s); tried again next run",
+            report.organization_id,
+            type(exc).__name__,
+        )
         return False
-    logger.info("daily report of organization %s sent to %d admins", report.organization_id,
-                len(recipients))  # fmt: skip
+    logger.info(
+        "daily report of organization %s sent to %d admins", report.organization_id, len(recipients)
+    )
     return True
 
 

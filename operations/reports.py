@@ -116,9 +116,7 @@ def day_bounds(day: date) -> tuple[datetime, datetime]:
 
 def daily_reports(organizations: list[Organization], day: date) -> list[DailyReport]:
     """One report per organization given, in the order given."""
-    reports = {
-        org.pk: DailyReport(org.pk, org.slug, org.name, day) for org in organizations
-    }  # fmt: skip
+    reports = {org.pk: DailyReport(org.pk, org.slug, org.name, day) for org in organizations}
     if reports:
         ids = list(reports)
         _count_deliveries(reports, ids, day)
@@ -233,11 +231,26 @@ def _count_follow_ups(reports: dict[int, DailyReport], ids: list[int], day: date
 
 
 CSV_COLUMNS = [
-    "date", "organization", "channel", "deliveries", *STATUSES, "failure_rate",
-    "lateness_median_seconds", "lateness_p95_seconds", "doses_due", "doses_taken",
-    "doses_missed", "doses_skipped", "adherence", "check_ins", "check_ins_answered",
-    "check_in_response_rate", "follow_ups", "follow_ups_answered", "follow_up_response_rate",
-]  # fmt: skip
+    "date",
+    "organization",
+    "channel",
+    "deliveries",
+    *STATUSES,
+    "failure_rate",
+    "lateness_median_seconds",
+    "lateness_p95_seconds",
+    "doses_due",
+    "doses_taken",
+    "doses_missed",
+    "doses_skipped",
+    "adherence",
+    "check_ins",
+    "check_ins_answered",
+    "check_in_response_rate",
+    "follow_ups",
+    "follow_ups_answered",
+    "follow_up_response_rate",
+]
 
 
 def report_rows(report: DailyReport) -> list[dict]:

@@ -47,8 +47,12 @@ def beat_section() -> dict:
     try:
         age = seconds_since_last_tick()
     except (RedisError, OSError, ValueError) as exc:
-        return {"ok": False, "last_tick_age_seconds": None, "limit_seconds": limit,
-                "detail": f"the heartbeat cannot be read ({type(exc).__name__})"}  # fmt: skip
+        return {
+            "ok": False,
+            "last_tick_age_seconds": None,
+            "limit_seconds": limit,
+            "detail": f"the heartbeat cannot be read ({type(exc).__name__})",
+        }
     return {
         "ok": age is not None and age <= limit,
         "last_tick_age_seconds": None if age is None else round(age, 1),

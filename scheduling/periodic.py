@@ -29,8 +29,8 @@ def _backup_task() -> list[tuple[str, str, int]]:
     """Only where a destination is configured and BACKUP_ENABLED is on (its default then)."""
     if not settings.BACKUP_ENABLED:
         return []
-    return [("operations: back up the database", "operations.back_up_database",
-             settings.BACKUP_INTERVAL_HOURS * 3600)]  # fmt: skip
+    every = settings.BACKUP_INTERVAL_HOURS * 3600
+    return [("operations: back up the database", "operations.back_up_database", every)]
 
 
 @transaction.atomic

@@ -43,9 +43,13 @@ def new_database():
 
 def rows_in(database: str, sql: str) -> list[tuple]:
     target = default_target()
-    with psycopg.connect(host=target.host or None, port=target.port or None,
-                         user=target.user or None, password=target.password or None,
-                         dbname=database) as conn:  # fmt: skip
+    with psycopg.connect(
+        host=target.host or None,
+        port=target.port or None,
+        user=target.user or None,
+        password=target.password or None,
+        dbname=database,
+    ) as conn:
         return conn.execute(sql).fetchall()
 
 
@@ -61,8 +65,9 @@ def test_a_backup_restores_into_a_new_database_with_the_data(
 
     assert (tmp_path / backup.name).read_bytes()[:5] == b"PGDMP"  # pg_dump's custom format
     assert backup.size == (tmp_path / backup.name).stat().st_size
-    found = rows_in(new_database, "SELECT name FROM patients_organization WHERE slug = "
-                                  "'backed-up-clinic'")  # fmt: skip
+    found = rows_in(
+        new_database, "SELECT name FROM patients_organization WHERE slug = 'backed-up-clinic'"
+    )
     assert found == [("Backed Up Clinic",)]
     # The whole schema came along, migrations included.
     assert rows_in(new_database, "SELECT count(*) FROM django_migrations")[0][0] > 10
@@ -71,9 +76,13 @@ def test_a_backup_restores_into_a_new_database_with_the_data(
 def test_the_commands_back_up_into_the_storage_and_restore_by_name(
     transactional_db, tmp_path, new_database, settings
 ):
-    settings.STORAGES = {**settings.STORAGES, "backups": {
-        "BACKEND": "django.core.files.storage.FileSystemStorage",
-        "OPTIONS": {"location": str(tmp_path)}}}  # fmt: skip
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "backups": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(tmp_path)},
+        },
+    }
     Organization.objects.create(name="Command Clinic", slug="command-clinic")
 
     call_command("backup_database")
@@ -143,13 +152,19 @@ def test_rotation_deletes_by_age_within_the_count_but_never_the_newest(tmp_path,
 
 
 def settings_in_a_new_process(**env: str) -> subprocess.CompletedProcess:
-    code = ("from django.conf import settings; "
-            "print(settings.BACKUP_ENABLED, settings.BACKUP_DESTINATION_CONFIGURED)")  # fmt: skip
+    code = (
+        "from django.conf import settings; "
+        "print(settings.BACKUP_ENABLED, settings.BACKUP_DESTINATION_CONFIGURED)"
+    )
     clean = {k: v for k, v in os.environ.items() if not k.startswith("BACKUP_")}
     return subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60,
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
         env={**clean, "DJANGO_SETTINGS_MODULE": "companion.settings", **env},
-    )  # fmt: skip
+    )
 
 
 def test_scheduled_backups_are_on_by_default_only_with_a_destination(tmp_path):

@@ -52,7 +52,7 @@ def make_deliveries(patient, rows):
                 next_attempt_at=at,
                 expires_at=at + timedelta(hours=1),
                 sent_at=None if sent is None else timezone.now() - timedelta(seconds=sent),
-            )  # fmt: skip
+            )
         )
     return made
 
@@ -67,8 +67,15 @@ def test_operators_get_every_section_of_the_status(client, operator_token, patie
 
     assert response.status_code == 200
     body = response.json()
-    assert set(body) >= {"health", "beat", "workers", "channels", "database_activity",
-                         "open_incidents", "recent_job_runs"}  # fmt: skip
+    assert set(body) >= {
+        "health",
+        "beat",
+        "workers",
+        "channels",
+        "database_activity",
+        "open_incidents",
+        "recent_job_runs",
+    }
     assert set(body["health"]["checks"]) == {"database", "redis", "beat", "workers"}
     assert body["database_activity"]["sent_last_hour"] == 1
     assert {row["channel"] for row in body["channels"]["channels"]} >= {"telegram", "sms"}
@@ -76,8 +83,9 @@ def test_operators_get_every_section_of_the_status(client, operator_token, patie
 
 
 def test_a_clinics_token_gets_403_and_no_token_401(client, organization):
-    provider = provider_create(organization_slug=organization.slug, username="nurse",
-                               admin=True, new_token=True)  # fmt: skip
+    provider = provider_create(
+        organization_slug=organization.slug, username="nurse", admin=True, new_token=True
+    )
 
     clinic = client.get("/api/scheduler/status/", HTTP_AUTHORIZATION=f"Token {provider.token}")
     anonymous = client.get("/api/scheduler/status/")
@@ -99,17 +107,20 @@ def test_the_status_is_in_the_openapi_schema(admin_client):
 
 
 def test_database_activity_counts_the_sends_of_the_last_hour(patient):
-    make_deliveries(patient, [
-        (DeliveryStatus.SENT, "telegram", 130, 125),
-        (DeliveryStatus.SENT, "telegram", 130, 122),
-        (DeliveryStatus.SENT, "telegram", 600, 590),
-        (DeliveryStatus.SENT, "sms", 5000, 4000),  # sent more than an hour ago
-        (DeliveryStatus.FAILED, "telegram", 300, None),
-        (DeliveryStatus.EXPIRED, "sms", 200, None),
-        (DeliveryStatus.QUEUED, "telegram", 900, None),
-        (DeliveryStatus.QUEUED, "sms", 60, None),
-        (DeliveryStatus.SENDING, "telegram", 40, None),
-    ])  # fmt: skip
+    make_deliveries(
+        patient,
+        [
+            (DeliveryStatus.SENT, "telegram", 130, 125),
+            (DeliveryStatus.SENT, "telegram", 130, 122),
+            (DeliveryStatus.SENT, "telegram", 600, 590),
+            (DeliveryStatus.SENT, "sms", 5000, 4000),  # sent more than an hour ago
+            (DeliveryStatus.FAILED, "telegram", 300, None),
+            (DeliveryStatus.EXPIRED, "sms", 200, None),
+            (DeliveryStatus.QUEUED, "telegram", 900, None),
+            (DeliveryStatus.QUEUED, "sms", 60, None),
+            (DeliveryStatus.SENDING, "telegram", 40, None),
+        ],
+    )
     now = timezone.now()
 
     activity = delivery_activity(now=now)
@@ -134,8 +145,7 @@ def test_database_activity_reads_only_through_bounding_indexes(patient):
     with CaptureQueriesContext(connection) as captured:
         delivery_activity()
     reads = [q["sql"] for q in captured.captured_queries if "scheduling_delivery" in q["sql"]]
-    expected = ["delivery_sent_idx", "delivery_sent_idx", STATUS_INDEX, STATUS_INDEX,
-                STATUS_INDEX]  # fmt: skip
+    expected = ["delivery_sent_idx", "delivery_sent_idx", STATUS_INDEX, STATUS_INDEX, STATUS_INDEX]
     assert len(reads) == len(expected)  # last send, per minute, oldest x2, failure rates
 
     with connection.cursor() as cursor:
@@ -159,8 +169,14 @@ def test_the_page_shows_the_sections_to_operators_only(client, operator, organiz
 
     assert page.status_code == 200
     text = page.content.decode()
-    for heading in ("Health:", "Channels", "Database activity", "Open incidents",
-                    "Recent job runs", "Diagnostics"):  # fmt: skip
+    for heading in (
+        "Health:",
+        "Channels",
+        "Database activity",
+        "Open incidents",
+        "Recent job runs",
+        "Diagnostics",
+    ):
         assert heading in text
     assert "<script" not in text and "style=" not in text  # the CSP allows neither inline
 
@@ -218,9 +234,11 @@ def test_telegram_get_me_and_webhook_info_through_the_fake(client, operator, fak
 def test_the_webhook_diagnostic_shows_the_url_without_its_query(fake_telegram):
     import requests
 
-    requests.post(f"{fake_telegram.base_url}/bot{TELEGRAM_TOKEN}/setWebhook",
-                  data={"url": "https://clinic.example.org/telegram/webhook/?k=secret"},
-                  timeout=5)  # fmt: skip
+    requests.post(
+        f"{fake_telegram.base_url}/bot{TELEGRAM_TOKEN}/setWebhook",
+        data={"url": "https://clinic.example.org/telegram/webhook/?k=secret"},
+        timeout=5,
+    )
 
     result = run_diagnostic("telegram_webhook")
 

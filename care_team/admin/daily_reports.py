@@ -27,8 +27,9 @@ class DailyReportForm(forms.Form):
 
 
 def csv_response(organizations, day) -> HttpResponse:
-    response = HttpResponse(reports_csv(daily_reports(list(organizations), day)),
-                            content_type="text/csv")  # fmt: skip
+    response = HttpResponse(
+        reports_csv(daily_reports(list(organizations), day)), content_type="text/csv"
+    )
     response["Content-Disposition"] = f'attachment; filename="daily-report-{day}.csv"'
     return response
 
