@@ -8,6 +8,7 @@ Redis for three days (a key per organization and day, taken before sending and g
 back when the send fails); if Redis lost its data, that day's reports could go again.
 """
 
+import contextlib
 import logging
 from datetime import date, timedelta
 
@@ -92,8 +93,13 @@ def _send_once(report: DailyReport, recipients: list[str]) -> bool:
         return False
     try:
         report_email(report, recipients).send()
-    except OSError as exc:
-        redis_client().delete(key)
+    except Exception as exc:
+        # Given back, so the next run tries again; a mail server that refused is only
+        # logged (the other clinics' reports still go), anything else is raised.
+        with contextlib.suppress(RedisError):
+            redis_client().delete(key)
+        if not isinstance(exc, OSError):  # smtplib's errors are OSErrors
+            raise
         logger.warning(
             "daily report of organization %s not sent (%s); tried again next run",
             report.organization_id,

@@ -254,3 +254,23 @@ def test_each_clinics_admins_get_their_report_once(clinics, broker):
     assert {row["organization"] for row in read_csv(attached)} == {a.slug}
     for message in mail.outbox:  # aggregates only
         assert "Patient" not in message.body and "Take 5 mg" not in message.body
+
+
+def test_a_report_the_mail_server_refused_goes_on_the_next_run(clinics, broker, settings):
+    import socket
+
+    a, _ = clinics
+    user = User.objects.create_user("a-lead", email="lead@a.example", password=None)
+    Membership.objects.create(user=user, organization=a, role=Role.ADMIN)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", closed, 2
+
+    refused = send_daily_reports(day=DAY)
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    later = send_daily_reports(day=DAY)
+
+    assert (refused, later) == (0, 1)
+    assert [message.to for message in mail.outbox] == [["lead@a.example"]]
