@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import User
-from django.db import connection
+from django.db import connection, connections
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -320,3 +320,43 @@ def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_page_and_a_diagnostic_work_in_a_browser_under_the_policy(
+    live_server, tmp_path, monkeypatch
+):
+    """Chromium signs in, opens /ops/, runs a diagnostic with its button (a POST with the
+    CSRF token) and sees the result; the Content-Security-Policy refuses nothing."""
+    import os
+
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.test_web_ui_browser import CHROMIUM
+
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.fail(f"{CHROMIUM} is missing: run deploy/ensure-chromium.sh (as root) first.")
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    User.objects.create_superuser("root", password="correct horse battery staple")
+    refused: list[str] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page()
+        page.set_default_timeout(15_000)
+        page.on("console", lambda m: refused.append(m.text) if "Content Security" in m.text else 0)
+        try:
+            page.goto(f"{live_server.url}/admin/login/?next=/ops/")
+            page.get_by_label("Username").fill("root")
+            page.get_by_label("Password").fill("correct horse battery staple")
+            page.get_by_role("button", name="Log in").click()
+            expect(page.get_by_role("heading", name="Control panel")).to_be_visible()
+
+            page.get_by_role("button", name="Database round trip").click()
+
+            expect(page.get_by_role("heading", name="Diagnostic results")).to_be_visible()
+            expect(page.get_by_text("SELECT 1 in")).to_be_visible()
+            page.screenshot(path=tmp_path / "ops.png", full_page=True)
+        finally:
+            browser.close()
+            connections.close_all()  # Playwright switches contexts (test_web_ui_browser)
+    assert refused == []
