@@ -40,6 +40,8 @@ from scheduling.models import (
 STATUSES = [status.value for status in DeliveryStatus]
 CHANNELS = [channel.value for channel in Channel]
 LOST = (DeliveryStatus.FAILED, DeliveryStatus.EXPIRED)
+# No report before this day: nothing was sent then, and the day's bounds stay in range.
+EARLIEST_DAY = date(2000, 1, 1)
 
 
 class SecondsPercentile(Aggregate):

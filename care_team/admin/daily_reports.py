@@ -9,7 +9,7 @@ from django.http import HttpResponse
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
-from operations.reports import daily_reports, reports_csv
+from operations.reports import EARLIEST_DAY, daily_reports, reports_csv
 
 
 class DailyReportForm(forms.Form):
@@ -23,6 +23,8 @@ class DailyReportForm(forms.Form):
         day = self.cleaned_data["date"]
         if day > timezone.now().date():
             raise forms.ValidationError("That day is in the future: the report has no data yet.")
+        if day < EARLIEST_DAY:
+            raise forms.ValidationError(f"There is no report before {EARLIEST_DAY}.")
         return day
 
 

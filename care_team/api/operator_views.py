@@ -19,7 +19,7 @@ from rest_framework.views import APIView
 
 from care_team.api.health import health_answer
 from care_team.api.status_serializers import SchedulerStatusSerializer
-from operations.reports import daily_reports, reports_csv
+from operations.reports import EARLIEST_DAY, daily_reports, reports_csv
 from operations.status import scheduler_status
 from patients.access import is_operator, organization_ids
 from patients.models import Organization
@@ -69,6 +69,8 @@ def parse_report_date(value: str | None, *, today: date) -> date:
         raise ValidationError({"date": f"{value[:40]!r}: give the date as YYYY-MM-DD."})
     if day > today:
         raise ValidationError({"date": f"{value} is in the future: the report has no data yet."})
+    if day < EARLIEST_DAY:
+        raise ValidationError({"date": f"{value} is before {EARLIEST_DAY}: there is no report."})
     return day
 
 
