@@ -196,6 +196,7 @@ def test_the_api_csv_has_only_the_tokens_organizations(client, clinics, admin_us
         ("yesterday", "is not a date"),
         ("20260310", "YYYY-MM-DD"),
         ("2999-01-01", "in the future"),
+        ("0001-01-01", "before 2000-01-01"),
     ],
 )
 def test_a_bad_date_is_a_400_naming_it(client, organization, given, words):
@@ -274,3 +275,20 @@ def test_a_report_the_mail_server_refused_goes_on_the_next_run(clinics, broker, 
 
     assert (refused, later) == (0, 1)
     assert [message.to for message in mail.outbox] == [["lead@a.example"]]
+
+
+def test_the_accept_header_chooses_and_format_is_not_read(client, organization):
+    provider = provider_create(organization_slug=organization.slug, username="n", new_token=True)
+    auth = {"HTTP_AUTHORIZATION": f"Token {provider.token}"}
+
+    csv_asked = client.get(
+        "/api/scheduler/reports/daily.csv?format=xml", HTTP_ACCEPT="text/csv", **auth
+    )
+    bad_as_csv = client.get(
+        "/api/scheduler/reports/daily.csv?date=soon", HTTP_ACCEPT="text/csv", **auth
+    )
+
+    assert csv_asked.status_code == 200 and csv_asked["Content-Type"] == "text/csv"
+    assert csv_asked.content.decode().startswith("date,organization,channel,deliveries")
+    assert bad_as_csv.status_code == 400
+    assert bad_as_csv.content.decode().startswith("date,\"'soon' is not a date")

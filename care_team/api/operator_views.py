@@ -6,12 +6,15 @@ is for every provider, scoped to the organizations of the token's user.
 """
 
 from datetime import date, timedelta
+from types import SimpleNamespace
 
 from django.http import HttpResponse
 from django.utils import timezone
+from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.exceptions import ValidationError
+from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.permissions import BasePermission
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
@@ -94,8 +97,23 @@ def _flat(messages) -> str:
     return '"' + text.replace('"', '""') + '"'
 
 
+class AcceptHeaderOnly(DefaultContentNegotiation):
+    """The Accept header alone chooses between JSON (errors) and CSV: DRF's `?format=`
+    would otherwise answer 404 to an unknown value, which this endpoint's query does not
+    document."""
+
+    settings = SimpleNamespace(URL_FORMAT_OVERRIDE=None)
+
+
+class NoFormatParameter(AutoSchema):
+    def _get_format_parameters(self):
+        return []
+
+
 class DailyReportCsvView(APIView):
     renderer_classes = [JSONRenderer, CsvRenderer]
+    content_negotiation_class = AcceptHeaderOnly
+    schema = NoFormatParameter()
 
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)
