@@ -247,6 +247,21 @@ def test_the_webhook_diagnostic_shows_the_url_without_its_query(fake_telegram):
     assert "secret" not in result.detail
 
 
+def test_a_token_telegram_refuses_is_reported_without_it(settings):
+    from tests.fakes.telegram_server import FakeTelegram
+
+    fake = FakeTelegram(bot_token=TELEGRAM_TOKEN).start()
+    try:
+        settings.TELEGRAM_API_BASE_URL = fake.base_url
+        settings.TELEGRAM_BOT_TOKEN = "999:REVOKED-TOKEN"
+        result = run_diagnostic("telegram_get_me")
+    finally:
+        fake.stop()
+
+    assert not result.ok and result.how == "live"
+    assert result.detail == "HTTP 401: Unauthorized"
+
+
 def test_telegram_down_is_reported_without_the_token(settings):
     settings.TELEGRAM_BOT_TOKEN = TELEGRAM_TOKEN
     settings.TELEGRAM_API_BASE_URL = f"http://127.0.0.1:{closed_port()}"

@@ -131,8 +131,11 @@ class FakeTelegram:
         delay: float | tuple[float, float] = 0.0,
         seed: int | None = None,
         keep_alive: bool = False,
+        bot_token: str | None = None,
     ) -> None:
         self._keep_alive = keep_alive
+        # When given, any other token gets Telegram's 401 "Unauthorized", for every method.
+        self.bot_token = bot_token
         self._lock = threading.Lock()
         self._state = _State()
         self._modes = _Modes()
@@ -322,9 +325,13 @@ class FakeTelegram:
                 _, bot_token, method = self.path.split("/", 2)
                 call = Call(bot_token.removeprefix("bot"), method, params, time.time())
                 refused = None
-                if method == "sendMessage":
+                if fake.bot_token is not None and call.token != fake.bot_token:
+                    refused = "Unauthorized"
+                elif method == "sendMessage":
                     refused = refusal(str(params.get("text", "")), params.get("parse_mode"))
-                if refused:
+                if refused == "Unauthorized":
+                    reply = Reply(401, {"ok": False, "error_code": 401, "description": refused})
+                elif refused:
                     reply = Reply(400, {"ok": False, "error_code": 400, "description": refused})
                 elif method == "sendMessage":
                     reply = fake._next_reply(str(params.get("chat_id")), call)
