@@ -157,7 +157,7 @@ def _measure_lateness(reports: dict[int, DailyReport], ids: list[int], day: date
     late = ExpressionWrapper(F("sent_at") - F("occurrence_at"), output_field=DurationField())
     rows = (
         _day_deliveries(ids, day, statuses=[DeliveryStatus.SENT])
-        .filter(sent_at__isnull=False)
+        .filter(sent_at__gte=day_bounds(day)[0])  # never before its moment: bounds either index
         .values("message__organization_id")
         .annotate(median=SecondsPercentile(late, 0.5), p95=SecondsPercentile(late, 0.95))
         .order_by()
@@ -171,7 +171,7 @@ def _measure_lateness(reports: dict[int, DailyReport], ids: list[int], day: date
 def _count_doses(reports: dict[int, DailyReport], ids: list[int], day: date) -> None:
     rows = (
         _day_deliveries(ids, day, statuses=[DeliveryStatus.SENT])
-        .filter(message__kind=MessageKind.MEDICATION)
+        .filter(sent_at__gte=day_bounds(day)[0], message__kind=MessageKind.MEDICATION)
         .exclude(acknowledgement__action=AckAction.SNOOZED)
         .values("message__organization_id")
         .annotate(

@@ -4,6 +4,7 @@ only its own; and the e-mail to each clinic's admins, once."""
 
 import csv
 import io
+import re
 from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
@@ -292,3 +293,32 @@ def test_the_accept_header_chooses_and_format_is_not_read(client, organization):
     assert csv_asked.content.decode().startswith("date,organization,channel,deliveries")
     assert bad_as_csv.status_code == 400
     assert bad_as_csv.content.decode().startswith("date,\"'soon' is not a date")
+
+
+def test_each_report_query_reads_a_bounding_index(clinics):
+    """With sequential scans priced out, every read of deliveries, check-ins and
+    follow-ups goes through an index with a condition on the day (or the patient), so a
+    day's report reads that day's rows."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as captured:
+        daily_reports(list(clinics), DAY)
+    assert len(captured.captured_queries) == 5
+
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        for query in captured.captured_queries:
+            cursor.execute(f"EXPLAIN {query['sql']}")
+            plan = [row[0] for row in cursor.fetchall()]
+            text = "\n".join(plan)
+            for table in ("scheduling_delivery", "outreach_checkin", "outreach_followup"):
+                assert f"Seq Scan on {table}" not in text, text
+            scans = [
+                i
+                for i, line in enumerate(plan)
+                if re.search(r"Index Scan using \S+ on (scheduling_delivery|outreach_)", line)
+            ]
+            assert scans, text
+            for i in scans:  # the line after an index scan is its condition
+                assert "Index Cond" in plan[i + 1], text
