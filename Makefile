@@ -12,6 +12,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	deploy/ensure-chromium.sh
+	deploy/ensure-gettext.sh
 	touch $(STAMP)
 
 # Flower's login for the demo: a new password on each run unless FLOWER_BASIC_AUTH is set.

@@ -11,6 +11,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 
+from channels_app import metrics
+from channels_app.attachments import Attachment
+
 logger = logging.getLogger(__name__)
 
 
@@ -25,6 +28,12 @@ class OutboundMessage:
     # (label, callback data) pairs shown under the message where the channel has buttons
     # (Telegram: an inline keyboard on the last part); other channels ignore them.
     buttons: tuple[tuple[str, str], ...] = ()
+    # The patient's language, for what the channel adds around the text (an e-mail's
+    # subject); "" is the site's language.
+    language: str = ""
+    # A photo, voice note or document (channels_app.attachments): the adapter sends it as
+    # a part of its own, first, with the text as its caption where that fits.
+    attachment: Attachment | None = None
 
 
 @dataclass(frozen=True)
@@ -65,6 +74,24 @@ class Timed:
     seconds: float
 
 
+def answer_outcome(answer: SendResult | ChannelError) -> str:
+    """sent, transient, permanent or blocked: what the caller must do next, as a label."""
+    if isinstance(answer, TransientError):
+        return "transient"
+    if isinstance(answer, RecipientBlocked):
+        return "blocked"
+    if isinstance(answer, ChannelError):
+        return "permanent"
+    return "sent"
+
+
+def provider_timed(channel: str, answer: SendResult | ChannelError, started: float) -> Timed:
+    """The answer with the time since `started` (time.monotonic()), counted per channel."""
+    timed = Timed(answer, time.monotonic() - started)
+    metrics.provider_answered(channel, answer_outcome(answer), timed.seconds)
+    return timed
+
+
 def internal_error(message: OutboundMessage) -> PermanentError:
     """For an exception that is not a provider's answer: a bug in an adapter fails that
     one delivery with a reason instead of crashing the worker or the batch."""
@@ -82,7 +109,7 @@ def send_timed(send, message: OutboundMessage) -> Timed:
         answer = error
     except Exception:
         answer = internal_error(message)
-    return Timed(answer, time.monotonic() - started)
+    return provider_timed(message.channel, answer, started)
 
 
 class Slot(Protocol):

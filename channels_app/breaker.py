@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
+from channels_app import metrics
 from channels_app.shared_state import redis_client
 
 logger = logging.getLogger(__name__)
@@ -135,6 +136,7 @@ def breaker_record(channel: str, *, success: bool) -> None:
     )
     change = change.decode() if isinstance(change, bytes) else change
     if change:
+        metrics.breaker_transitions.labels(channel, change).inc()
         logger.warning("breaker %s: %s", channel, change)
 
 

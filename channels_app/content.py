@@ -117,8 +117,11 @@ def safe_html(body: str, fmt: str) -> str:
     return _CLEANER.clean(body)
 
 
-def validate_content(channel: str, content: str, fmt: str) -> None:
+def validate_content(channel: str, content: str, fmt: str, *, may_be_empty: bool = False) -> None:
+    """`may_be_empty`: the message carries an attachment, which may go without a text."""
     if not content.strip():
+        if may_be_empty and fmt in ("text", "html"):
+            return
         raise ValidationError({"content": "The message is empty."})
     if fmt not in ("text", "html"):
         raise ValidationError({"format": f"{fmt!r} is not a format; use text or html."})

@@ -1,7 +1,9 @@
 """E-mail through Django's mail framework (SMTP settings from the environment).
 
 Every message goes out with a plain-text body and an HTML alternative, so any mail
-client shows it; the HTML is cleaned by the same allow-list as the web inbox. SMTP
+client shows it; the HTML is cleaned by the same allow-list as the web inbox. An
+attachment is attached under a name made of its kind and type ("photo.jpg"), never the
+name it was uploaded as. SMTP
 answers are sorted like a provider's: 4xx and dropped connections are transient, 5xx
 refusals of the recipient are permanent.
 """
@@ -11,6 +13,8 @@ from email.utils import make_msgid
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
+from django.utils import translation
+from django.utils.translation import gettext
 
 from channels_app.base import (
     ChannelAdapter,
@@ -21,6 +25,7 @@ from channels_app.base import (
 )
 from channels_app.content import safe_html
 from channels_app.formatting import to_plain_text
+from patients.languages import patient_language
 
 
 class EmailChannel(ChannelAdapter):
@@ -29,14 +34,18 @@ class EmailChannel(ChannelAdapter):
     def send(self, message: OutboundMessage) -> SendResult:
         message_id = make_msgid(domain=settings.DEFAULT_FROM_EMAIL.rpartition("@")[2] or None)
         mail = EmailMultiAlternatives(
-            subject=settings.EMAIL_SUBJECT,
+            subject=_subject(message.language),
             body=to_plain_text(message.text, message.format),
             from_email=settings.DEFAULT_FROM_EMAIL,
             to=[message.address],
             headers={"Message-ID": message_id},
             connection=get_connection(timeout=settings.EMAIL_TIMEOUT),
         )
-        mail.attach_alternative(_as_html(message.text, message.format), "text/html")
+        html = _as_html(message.text, message.format, patient_language(message.language))
+        mail.attach_alternative(html, "text/html")
+        if message.attachment is not None:
+            attachment = message.attachment
+            mail.attach(attachment.filename, attachment.read(), attachment.content_type)
         try:
             mail.send()
         except smtplib.SMTPRecipientsRefused as exc:
@@ -52,10 +61,17 @@ class EmailChannel(ChannelAdapter):
         return SendResult(provider_message_id=message_id.strip("<>")[:128])
 
 
-def _as_html(content: str, fmt: str) -> str:
+def _subject(language: str) -> str:
+    if settings.EMAIL_SUBJECT:
+        return settings.EMAIL_SUBJECT
+    with translation.override(patient_language(language)):
+        return gettext("A message from your care team")
+
+
+def _as_html(content: str, fmt: str, language: str) -> str:
     # Cleaned like the web inbox: a mail client renders it too (docs/security.md, item 17).
     body = safe_html(content, fmt).replace("\n", "<br>")
-    return f"<html><body><p>{body}</p></body></html>"
+    return f'<html lang="{language}"><body><p>{body}</p></body></html>'
 
 
 def _smtp_error(code: int, reason: bytes | str) -> Exception:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from redis.exceptions import RedisError
 
+from channels_app import metrics
 from channels_app.base import TransientError
 from channels_app.shared_state import redis_client
 from patients.encryption import blind_index
@@ -132,10 +133,16 @@ def reserve_slots(
         int(lead * 1_000_000),
         -1 if replacing_late_by is None else int(replacing_late_by * 1_000_000),
     )
-    return [
+    reservations = [
         Reservation(bool(answer[i]), int(answer[i + 1]) / 1_000_000)
         for i in range(0, len(answer), 2)
     ]
+    for reservation in reservations:
+        if reservation.reserved:
+            metrics.rate_limit_wait_seconds.labels(channel).observe(reservation.wait)
+        else:
+            metrics.rate_limit_deferred.labels(channel).inc()
+    return reservations
 
 
 def take_token(channel: str, recipient: str) -> float:
@@ -195,6 +202,7 @@ class SendSlot:
             raise TransientError("limiter_unavailable", "the shared rate limiter is "
                                  "unreachable", retry_after=5.0) from exc  # fmt: skip
         if self.reserved:
+            metrics.rate_limit_slots_missed.labels(self.channel).inc()
             logger.info("a send missed its rate-limit slot by %.0f ms; took a new one",
                         (now - self.moment) * 1000)  # fmt: skip
         self.reserved, self.moment = slot.reserved, time.monotonic() + slot.wait

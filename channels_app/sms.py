@@ -3,7 +3,13 @@
 One POST to {TWILIO_API_BASE_URL}/2010-04-01/Accounts/{sid}/Messages.json per message:
 the text as plain text (Twilio concatenates up to 1600 characters; content.py refuses
 longer ones), from TWILIO_MESSAGING_SERVICE_SID when set, else TWILIO_FROM_NUMBER, with a
-StatusCallback to conversations.callbacks when PUBLIC_BASE_URL is set. Twilio's error body
+StatusCallback to conversations.callbacks when PUBLIC_BASE_URL is set.
+An attachment goes as MMS (MediaUrl: a signed, expiring address of the file on this site,
+which Twilio fetches) to US and Canadian numbers, the only ones Twilio sends MMS to; any
+other number gets the text with that address written after it. Without PUBLIC_BASE_URL
+there is no address Twilio could fetch: such a send fails with `mms_unavailable` (the
+message is refused when it is written, so this is only a site whose setting changed).
+Twilio's error body
 is {"code", "message", "more_info", "status"}; its `message` often repeats the phone
 number, so known codes get our own text and others have numbers removed.
 
@@ -65,6 +71,39 @@ REASONS = {
 }
 
 
+# +1 numbers outside the US and Canada (the Caribbean's NANP members, Bermuda): no MMS.
+NANP_ELSEWHERE = frozenset(
+    {
+        "242",
+        "246",
+        "264",
+        "268",
+        "284",
+        "345",
+        "441",
+        "473",
+        "649",
+        "658",
+        "664",
+        "721",
+        "758",
+        "767",
+        "784",
+        "809",
+        "829",
+        "849",
+        "868",
+        "869",
+        "876",
+    }
+)
+
+
+def takes_mms(number: str) -> bool:
+    """Whether Twilio sends MMS to this number: US and Canadian numbers only."""
+    return number.startswith("+1") and len(number) == 12 and number[2:5] not in NANP_ELSEWHERE
+
+
 def is_e164(number: str) -> bool:
     """An E.164 number: +, a country code not starting with 0, 7 to 15 digits in all."""
     return E164.fullmatch(number) is not None
@@ -99,8 +138,9 @@ class TwilioSmsChannel(ConcurrentHttpAdapter):
         if not is_e164(message.address):
             raise PermanentError("invalid_number", "the SMS address is not an E.164 number")
         try:
-            response = http_session().post(self._url, data=self._form(message), auth=self._auth,
-                                       timeout=self._timeout)  # fmt: skip
+            response = http_session().post(
+                self._url, data=self._form(message), auth=self._auth, timeout=self._timeout
+            )
         except requests.RequestException as exc:
             # The name only: the exception's text is not ours to vouch for.
             raise TransientError("network", f"Twilio: {type(exc).__name__}") from exc
@@ -120,6 +160,16 @@ class TwilioSmsChannel(ConcurrentHttpAdapter):
 
     def _form(self, message: OutboundMessage) -> dict[str, str]:
         form = {"To": message.address, "Body": to_plain_text(message.text, message.format)}
+        attachment = message.attachment
+        if attachment is not None:
+            if not attachment.url:
+                raise PermanentError(
+                    "mms_unavailable", "an SMS attachment needs PUBLIC_BASE_URL for Twilio to fetch"
+                )
+            if takes_mms(message.address):
+                form["MediaUrl"] = attachment.url
+            else:
+                form["Body"] = f"{form['Body']}\n\n{attachment.url}".strip()
         if self._messaging_service_sid:
             # The service picks the sender from its pool; From would override it.
             form["MessagingServiceSid"] = self._messaging_service_sid
@@ -139,8 +189,7 @@ def _created_sid(response: requests.Response, delivery_id: int) -> str:
     if response.ok and sid:
         return sid
     error = _error_for(response.status_code, answer, response.headers)
-    logger.info("delivery %s: twilio HTTP %s, %s", delivery_id, response.status_code,
-                error.code)  # fmt: skip
+    logger.info("delivery %s: twilio HTTP %s, %s", delivery_id, response.status_code, error.code)
     raise error
 
 
@@ -148,8 +197,9 @@ def _error_for(status: int, answer: object, headers: Mapping[str, str]) -> Chann
     body = answer if isinstance(answer, dict) else {}
     code = body.get("code") if isinstance(body.get("code"), int) else None
     if status == 429 or code == RATE_LIMIT_CODE:
-        return TransientError("rate_limited", "Twilio: too many requests",
-                              retry_after=retry_after(headers, 1.0))  # fmt: skip
+        return TransientError(
+            "rate_limited", "Twilio: too many requests", retry_after=retry_after(headers, 1.0)
+        )
     if status == 401 or code == AUTHENTICATION_CODE:
         return PermanentError(
             "not_configured", "Twilio refused TWILIO_ACCOUNT_SID / TWILIO_AUTH_TOKEN"

@@ -21,6 +21,7 @@ from telegram.error import (
     TelegramError,
 )
 
+from channels_app.attachments import PHOTO, VOICE, caption_length
 from channels_app.base import (
     ChannelAdapter,
     ChannelError,
@@ -33,8 +34,9 @@ from channels_app.base import (
     Timed,
     TransientError,
     internal_error,
+    provider_timed,
 )
-from channels_app.formatting import PART_LENGTH, message_parts
+from channels_app.formatting import PART_LENGTH, message_parts, to_plain_text
 from channels_app.telegram_request import AiohttpRequest
 
 logger = logging.getLogger(__name__)
@@ -114,12 +116,19 @@ class TelegramChannel(ChannelAdapter):
         return timed.answer
 
     def parts(self, message: OutboundMessage) -> list[OutboundMessage]:
-        texts = message_parts(self.name, message.text, message.format)
-        last = len(texts) - 1
-        return [
-            replace(message, text=part, buttons=message.buttons if n == last else ())
-            for n, part in enumerate(texts)
-        ]
+        """The attachment first, with the text as its caption when it fits in 1,024
+        characters; otherwise the text follows in part(s) of its own, in order."""
+        texts = message_parts(self.name, message.text, message.format) if message.text else []
+        media = []
+        if message.attachment is not None:
+            limit = caption_length(self.name, message.attachment.kind) or 0
+            fits = len(texts) == 1 and len(to_plain_text(texts[0], message.format)) <= limit
+            media = [replace(message, text=texts[0] if fits else "", buttons=())]
+            texts = [] if fits else texts
+        parts = media + [replace(message, text=text, buttons=(), attachment=None) for text in texts]
+        if not parts:
+            return []
+        return [*parts[:-1], replace(parts[-1], buttons=message.buttons)]
 
     def send_batch(self, batch: list[tuple[OutboundMessage, Slot]]) -> list[Timed]:
         """All of a batch's sends on one event loop, each at its rate-limit slot, so their
@@ -147,7 +156,7 @@ class TelegramChannel(ChannelAdapter):
             answer = error
         except Exception:
             answer = internal_error(message)
-        return Timed(answer, time.monotonic() - started)
+        return provider_timed(message.channel, answer, started)
 
     async def _send(self, bot: Bot, message: OutboundMessage) -> SendResult:
         """Sends the message's parts back to back: for one part of a delivery, or a reply
@@ -156,10 +165,15 @@ class TelegramChannel(ChannelAdapter):
         try:
             ids = []
             for part in self.parts(message):
-                sent = await bot.send_message(
-                    chat_id=message.address, text=part.text, parse_mode=parse_mode,
-                    reply_markup=_keyboard(part.buttons),
-                )  # fmt: skip
+                if part.attachment is not None:
+                    sent = await _send_media(bot, part, parse_mode)
+                else:
+                    sent = await bot.send_message(
+                        chat_id=message.address,
+                        text=part.text,
+                        parse_mode=parse_mode,
+                        reply_markup=_keyboard(part.buttons),
+                    )
                 ids.append(str(sent.message_id))
         except RetryAfter as exc:
             raise TransientError(
@@ -176,11 +190,28 @@ class TelegramChannel(ChannelAdapter):
         except InvalidToken as exc:
             raise PermanentError("invalid_token", "the bot token was rejected") from exc
         except NetworkError as exc:
+            if "too large" in exc.message.lower():
+                # HTTP 413: an upload over Telegram's 50 MB; sending it again cannot help.
+                raise PermanentError("too_large", exc.message) from exc
             # Timeouts, refused connections and every 5xx answer land here.
             raise TransientError("network", exc.message) from exc
         except TelegramError as exc:
             raise TransientError("telegram_error", exc.message) from exc
         return SendResult(provider_message_id=",".join(ids))
+
+
+async def _send_media(bot: Bot, part: OutboundMessage, parse_mode: str | None):
+    """sendPhoto, sendVoice or sendDocument, uploading the file (multipart/form-data)."""
+    attachment = part.attachment
+    send = {PHOTO: bot.send_photo, VOICE: bot.send_voice}.get(attachment.kind, bot.send_document)
+    return await send(
+        part.address,
+        attachment.read(),
+        caption=part.text or None,
+        parse_mode=parse_mode if part.text else None,
+        filename=attachment.filename,
+        reply_markup=_keyboard(part.buttons),
+    )
 
 
 def _keyboard(buttons: tuple[tuple[str, str], ...]) -> InlineKeyboardMarkup | None:

@@ -56,8 +56,8 @@ CSRF_TRUSTED_ORIGINS = env.words("DJANGO_CSRF_TRUSTED_ORIGINS", [])
 # Each can be switched off for a plain-HTTP setup (the test suite, a trial on one machine);
 # docs/security.md, item 15.
 SECURE_SSL_REDIRECT = env.boolean("DJANGO_SECURE_SSL_REDIRECT", not DEBUG)
-# Liveness probes (compose, Kubernetes) reach the container over plain HTTP.
-SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+# Liveness probes (compose, Kubernetes) and Prometheus reach the container over plain HTTP.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env.boolean("DJANGO_SECURE_COOKIES", not DEBUG)
 SECURE_HSTS_SECONDS = env.integer(
     "DJANGO_SECURE_HSTS_SECONDS", 0 if DEBUG else 365 * 24 * 3600, minimum=0
@@ -88,6 +88,8 @@ INSTALLED_APPS = [
     # Swagger UI and Redoc served from this site, not a CDN (docs/security.md, item 16).
     "drf_spectacular_sidecar",
     "auditlog",
+    # Request metrics at /metrics (operations/metrics_exposition.py).
+    "django_prometheus",
     # The layers, lowest first; each imports only those listed before it
     # (the contract in .importlinter, checked by make test).
     "patients",
@@ -100,12 +102,18 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First and (but for axes) last: request counts and latencies for /metrics.
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # The care team's language: the browser's Accept-Language, then a provider's own
+    # choice (care_team/languages.py). Patients' texts name their language themselves.
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "care_team.languages.ProviderLanguageMiddleware",
     # PostgreSQL row-level security for a signed-in care team (patients/tenant_wall.py).
     "care_team.tenancy.TenantWallMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -113,6 +121,7 @@ MIDDLEWARE = [
     "auditlog.middleware.AuditlogMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
     # Last, as django-axes asks: it turns a locked-out sign-in into its 429 page.
     "axes.middleware.AxesMiddleware",
 ]
@@ -253,10 +262,15 @@ CELERY_TASK_DEFAULT_QUEUE = SCHEDULER_QUEUE
 # The companion's writing (language model, weather) has its own queue and workers, so a
 # slow model never holds a delivery worker.
 OUTREACH_QUEUE = "outreach"
+# What patients send (bot commands, answers, inbound WhatsApp and SMS) is processed on its
+# own queue: a patient's reply never waits behind the dispatcher's ticks, and its workers
+# scale apart from the scheduler's (deploy/kubernetes/).
+INBOUND_QUEUE = "inbound"
 CELERY_TASK_QUEUES = [
     Queue(SCHEDULER_QUEUE),
     *(Queue(q) for q in DELIVERY_QUEUES.values()),
     Queue(OUTREACH_QUEUE),
+    Queue(INBOUND_QUEUE),
 ]
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -407,7 +421,8 @@ EMAIL_USE_TLS = env.boolean("EMAIL_USE_TLS", False)
 EMAIL_USE_SSL = env.boolean("EMAIL_USE_SSL", False)
 EMAIL_TIMEOUT = env.integer("EMAIL_TIMEOUT", 10, minimum=1, maximum=300)
 DEFAULT_FROM_EMAIL = env.string("DEFAULT_FROM_EMAIL", "care-team@localhost")
-EMAIL_SUBJECT = env.string("EMAIL_SUBJECT", "A message from your care team")
+# Empty: "A message from your care team" in the patient's language; set, the same for all.
+EMAIL_SUBJECT = env.string("EMAIL_SUBJECT", "")
 EMAIL_RATE_PER_SECOND = env.number("EMAIL_RATE_PER_SECOND", 10.0, minimum=0.01)
 
 # The order in which a patient's channels are tried when a message names none, after
@@ -487,6 +502,88 @@ for _login in FLOWER_BASIC_AUTH:
             f"FLOWER_BASIC_AUTH: the password of {_user!r} has fewer than 12 characters"
         )
 
+# --- Running on Kubernetes (deploy/kubernetes/, companion/worker_probes.py) ----------------
+# A worker touches this file every WORKER_HEARTBEAT_SECONDS from its own event loop, and
+# creates WORKER_READY_FILE once it consumes; the pod's probes read their age and
+# presence, without a round trip through the broker. Empty: no file (make run, compose).
+WORKER_HEARTBEAT_FILE = env.string("WORKER_HEARTBEAT_FILE")
+WORKER_READY_FILE = env.string("WORKER_READY_FILE")
+WORKER_HEARTBEAT_SECONDS = env.integer("WORKER_HEARTBEAT_SECONDS", 10, minimum=1, maximum=300)
+# Gunicorn's worker processes (companion/gunicorn_conf.py): by default 2 per core plus
+# one, gunicorn's own advice. In a container, the core count is the host's: set it from
+# the CPU limit (deploy/kubernetes/ does).
+WEB_CONCURRENCY = env.integer(
+    "WEB_CONCURRENCY", 2 * len(os.sched_getaffinity(0)) + 1, minimum=1, maximum=64
+)
+
+# --- Metrics (operations/metrics_*.py; README, *Operating it*) ----------------------------
+# The web's /metrics answers only "Authorization: Bearer <METRICS_TOKEN>"; with none set it
+# does not exist (404), except with DJANGO_DEBUG on, where it is open.
+METRICS_TOKEN = env.string("METRICS_TOKEN")
+if METRICS_TOKEN and not DEBUG and len(METRICS_TOKEN) < 32:
+    raise ImproperlyConfigured("METRICS_TOKEN must be 32 or more random characters")
+# Each Celery worker and Beat serves its metrics on this port (0: no exporter) at this
+# address: loopback unless set (0.0.0.0 in a container, behind a NetworkPolicy).
+METRICS_PORT = env.integer("METRICS_PORT", 0, minimum=0, maximum=65535)
+METRICS_ADDRESS = env.string("METRICS_ADDRESS", "127.0.0.1")
+# prometheus-client's multiprocess mode (prefork workers, gunicorn): one directory per node,
+# which the node empties of earlier runs at start. prometheus-client reads the variable
+# itself; empty: each process keeps its metrics in memory (runserver, Beat, a solo pool).
+PROMETHEUS_MULTIPROC_DIR = env.string("PROMETHEUS_MULTIPROC_DIR")
+
+# --- Languages (README, Languages) ------------------------------------------------------
+# The languages whose catalogs (locale/) are complete: the care team's pages and what
+# patients read. A patient's language outside them reads English; a test fails on any
+# message left untranslated.
+LANGUAGES = [("en", "English"), ("de", "Deutsch"), ("es", "Español"), ("fr", "Français")]
+LOCALE_PATHS = [BASE_DIR / "locale"]
+# --- Attachments: photos, voice notes and documents on messages (scheduling/attachments) ---
+# Where their files are kept: "local" (a folder, MEDIA_ROOT) or "s3" (an S3-compatible
+# bucket through django-storages, which then needs boto3 installed).
+ATTACHMENT_STORAGE = env.string("ATTACHMENT_STORAGE", "local").lower()
+# The folder for "local". Never served as static files: a view that checks who asks
+# serves each file (the web inbox link, or a signed address for Twilio).
+MEDIA_ROOT = env.string("MEDIA_ROOT", str(BASE_DIR / "media"))
+# For "s3": the bucket, the endpoint of an S3-compatible service (empty: AWS), its region
+# and credentials (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, read by boto3 itself when
+# empty here).
+ATTACHMENT_S3_BUCKET = env.string("ATTACHMENT_S3_BUCKET")
+ATTACHMENT_S3_ENDPOINT_URL = env.string("ATTACHMENT_S3_ENDPOINT_URL")
+ATTACHMENT_S3_REGION = env.string("ATTACHMENT_S3_REGION")
+_attachment_storages = {
+    "local": {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": str(Path(MEDIA_ROOT) / "attachments"), "base_url": None},
+    },
+    "s3": {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": ATTACHMENT_S3_BUCKET,
+            "endpoint_url": ATTACHMENT_S3_ENDPOINT_URL or None,
+            "region_name": ATTACHMENT_S3_REGION or None,
+            "access_key": env.string("AWS_ACCESS_KEY_ID") or None,
+            "secret_key": env.string("AWS_SECRET_ACCESS_KEY") or None,
+            "default_acl": "private",
+            "querystring_auth": True,
+            "file_overwrite": False,
+        },
+    },
+}
+if ATTACHMENT_STORAGE not in _attachment_storages:
+    raise ImproperlyConfigured("ATTACHMENT_STORAGE must be local or s3")
+if ATTACHMENT_STORAGE == "s3" and not ATTACHMENT_S3_BUCKET:
+    raise ImproperlyConfigured("ATTACHMENT_STORAGE=s3 needs ATTACHMENT_S3_BUCKET")
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    "attachments": _attachment_storages[ATTACHMENT_STORAGE],
+}
+# How long the signed address of an attachment works: the one Twilio fetches an MMS from,
+# and the link an SMS to a number without MMS carries.
+ATTACHMENT_LINK_HOURS = env.number("ATTACHMENT_LINK_HOURS", 72.0, minimum=0.1)
+# Attachment files are encrypted at rest (Fernet over the bytes, FIELD_ENCRYPTION_KEYS)
+# whenever FIELD_ENCRYPTION_ENABLED is on.
+
 # --- Operating it: backups and reports (operations/) -----------------------------------
 # Where `manage.py backup_database` and the scheduled backup put their pg_dump files:
 # "filesystem" (BACKUP_DIR) or "s3" (an S3-compatible bucket, through django-storages'
@@ -543,11 +640,7 @@ else:
         "BACKEND": "django.core.files.storage.FileSystemStorage",
         "OPTIONS": {"location": BACKUP_DIR or str(BASE_DIR / "backups")},
     }
-STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-    "backups": _backup_storage,
-}
+STORAGES["backups"] = _backup_storage
 # Each organization's daily report, e-mailed to its admins (operations/report_mail.py).
 DAILY_REPORTS_ENABLED = env.boolean("DAILY_REPORTS_ENABLED", default=True)
 

@@ -11,6 +11,7 @@ urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
     path("admin/", admin.site.urls),
     path("healthz", views.liveness, name="liveness"),
+    path("metrics", views.metrics, name="metrics"),
     path("sandbox/", care_team_views.sandbox_outbox, name="sandbox-outbox"),
     path("ops/", care_team_views.control_panel, name="control-panel"),
     path(
@@ -22,6 +23,12 @@ urlpatterns = [
     path("channels/twilio/status/", callbacks.twilio_status, name="twilio-status"),
     path("inbox/<str:token>/", conversation_views.patient_inbox, name="patient-inbox"),
     path("inbox/<str:token>/read/", conversation_views.patient_inbox_read, name="inbox-read"),
+    path(
+        "inbox/<str:token>/attachments/<int:item_id>/",
+        conversation_views.patient_inbox_attachment,
+        name="inbox-attachment",
+    ),
+    path("media/<str:token>/", conversation_views.attachment_link, name="attachment-link"),
     path("api/scheduler/", include("care_team.api.urls")),
     path("scheduled-messages/", include("care_team.web.urls")),
     path("telegram/webhook/", webhooks.telegram_webhook, name="telegram-webhook"),

@@ -32,6 +32,7 @@ from kombu.exceptions import OperationalError
 
 from channels_app.base import ChannelError, OutboundMessage
 from channels_app.registry import adapter_for
+from conversations import metrics
 from conversations.bot.commands import (
     OPT_IN_WORDS,
     OPT_OUT_WORDS,
@@ -86,7 +87,7 @@ def storable(value: object) -> object:
 
 def enqueue_inbound(update_pk: int) -> bool:
     try:
-        publish_task(PROCESS_TASK, (update_pk,), queue=settings.SCHEDULER_QUEUE)
+        publish_task(PROCESS_TASK, (update_pk,), queue=settings.INBOUND_QUEUE)
     except OperationalError:
         logger.warning("broker unreachable; inbound update %s left for the sweep", update_pk)
         return False
@@ -103,6 +104,8 @@ def inbound_process(update_pk: int) -> str:
         .update(claimed_until=now + timedelta(seconds=CLAIM_SECONDS), attempts=F("attempts") + 1)
     )  # fmt: skip
     if not claimed:
+        channel = InboundUpdate.objects.filter(pk=update_pk).values_list("channel", flat=True)
+        metrics.inbound_updates.labels(channel.first() or "unknown", "skipped").inc()
         return "skipped"  # processed, being processed, or given up on
     row = InboundUpdate.objects.get(pk=update_pk)
     try:
@@ -114,10 +117,12 @@ def inbound_process(update_pk: int) -> str:
         InboundUpdate.objects.filter(pk=row.pk).update(
             claimed_until=None, error=type(error).__name__[:255]
         )
+        metrics.inbound_updates.labels(row.channel, "failed").inc()
         return "failed"
     InboundUpdate.objects.filter(pk=row.pk).update(
         processed_at=timezone.now(), claimed_until=None, payload={}, error=""
     )
+    metrics.inbound_updates.labels(row.channel, "processed").inc()
     return "processed"
 
 
@@ -289,8 +294,10 @@ def sms_receive(*, message_sid: str, sender: str, body: str) -> str | None:
         )  # fmt: skip
         if not created:
             logger.info("twilio message %s was delivered again; ignored", message_sid)
+            metrics.inbound_updates.labels(Channel.SMS, "skipped").inc()
             return None
         reply = handle_text(channel=Channel.SMS, address=sender, text=body)
+    metrics.inbound_updates.labels(Channel.SMS, "processed").inc()
     if body.strip().lower() in TWILIO_KEYWORDS:
         return None
     return reply[:SMS_REPLY_LIMIT] if reply else None

@@ -25,6 +25,7 @@ from django.db import transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
+from outreach import metrics
 from outreach.companion_messages import record_writing, schedule_written
 from outreach.eligibility import personas_of, reason_not_to_reach
 from outreach.guardrails import checked_text
@@ -267,12 +268,14 @@ def _finish(follow_up_id: int, text: str, reason: str, completion, used: list[st
             follow_up.status = FollowUpStatus.SKIPPED
             follow_up.fallback_reason = "; ".join(exc.messages)[:64]
             follow_up.save(update_fields=["status", "fallback_reason"])
+            metrics.follow_up_finished("skipped")
             return "skipped"
         follow_up.status, follow_up.message = FollowUpStatus.SCHEDULED, message
         follow_up.sent_at = message.next_run_at
         record_writing(follow_up, text=text, reason=reason, completion=completion)
         follow_up.context_used = used if completion is not None or text else []
         follow_up.save()
+        metrics.follow_up_finished(follow_up.source)
     logger.info(
         "follow-up %s of patient %s scheduled (%s)",
         follow_up.pk,

@@ -18,6 +18,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from outreach import metrics
 from outreach.companion_messages import record_writing, schedule_written
 from outreach.guardrails import checked_text
 from outreach.llm import Completion, LlmUnavailable, complete
@@ -108,6 +109,7 @@ def finish_check_in(check_in_id: int, written: Written) -> str:
         check_in.with_weather, check_in.with_context = written.with_weather, written.with_context
         check_in.save()
         source = check_in.source
+        metrics.check_in_finished(source)
     logger.info(
         "check-in %s of patient %s scheduled (%s%s)",
         check_in.pk,
@@ -121,6 +123,7 @@ def finish_check_in(check_in_id: int, written: Written) -> str:
 def _skip(check_in: CheckIn, reason: str) -> str:
     check_in.status, check_in.fallback_reason = CheckInStatus.SKIPPED, reason[:64]
     check_in.save(update_fields=["status", "fallback_reason", "updated_at"])
+    metrics.check_in_finished("skipped")
     logger.info("check-in %s of patient %s skipped: %s", check_in.pk, check_in.patient_id, reason)
     return "skipped"
 

@@ -71,6 +71,22 @@ def reencrypt_text(stored: str) -> str:
     return encrypt_text(decrypt_text(stored))
 
 
+def encrypt_bytes(data: bytes) -> bytes:
+    """A whole file (an attachment), encrypted with the newest key."""
+    return PREFIX.encode() + _fernet().encrypt(data)
+
+
+def decrypt_bytes(stored: bytes) -> bytes:
+    if not stored.startswith(PREFIX.encode()):
+        return stored
+    try:
+        return _fernet().decrypt(stored[len(PREFIX) :])
+    except InvalidToken as exc:
+        raise ImproperlyConfigured(
+            "A stored file cannot be decrypted with any key in FIELD_ENCRYPTION_KEYS."
+        ) from exc
+
+
 def encrypt_json(value) -> str:
     return encrypt_text(json.dumps(value, separators=(",", ":")))
 

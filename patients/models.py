@@ -7,6 +7,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import models
 from django.db.models import F, Q
+from django.utils.translation import gettext_lazy as _
 
 from patients.encryption import address_hash
 from patients.fields import BlindIndexField, EncryptedJSONField, EncryptedTextField
@@ -23,8 +24,8 @@ class Channel(models.TextChoices):
     TELEGRAM = "telegram", "Telegram"
     WHATSAPP = "whatsapp", "WhatsApp"
     SMS = "sms", "SMS"
-    EMAIL = "email", "E-mail"
-    WEB = "web", "Web inbox"
+    EMAIL = "email", _("E-mail")
+    WEB = "web", _("Web inbox")
 
 
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")

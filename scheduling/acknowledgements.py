@@ -21,6 +21,7 @@ from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
 from patients.encryption import address_hash
+from patients.languages import time_text
 from patients.models import Channel, Patient
 from patients.texts import say
 from scheduling.models import (
@@ -141,7 +142,7 @@ def _local_time(ack: Acknowledgement, patient: Patient) -> str:
         moment = ack.snooze_message.next_run_at or ack.snooze_message.starts_at
     else:
         moment = ack.at
-    return moment.astimezone(patient.zone).strftime("%H:%M")
+    return time_text(moment, patient.zone, patient.language)
 
 
 def _schedule_repeat(delivery: Delivery, now: datetime) -> ScheduledMessage:

@@ -12,6 +12,7 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from patients.models import Patient
+from scheduling.attachments import Upload
 from scheduling.models import ScheduledMessage
 from scheduling.phrases import PhraseError, parse_schedule
 from scheduling.services import message_schedule, message_schedule_from_template
@@ -33,6 +34,7 @@ class MessageRequest:
     delivery_window_seconds: int | None = None
     quiet_hours_override: bool = False
     metadata: dict = field(default_factory=dict)
+    attachment: Upload | None = None  # a photo, voice note or document
 
 
 def message_create(request: MessageRequest) -> ScheduledMessage:
@@ -42,8 +44,11 @@ def message_create(request: MessageRequest) -> ScheduledMessage:
         "channel": request.channel or None, "priority": request.priority,
         "zone_name": request.timezone, "delivery_window_seconds": request.delivery_window_seconds,
         "ignore_quiet_hours": request.quiet_hours_override, "metadata": request.metadata,
+        "attachment": request.attachment,
     }  # fmt: skip
     has_content, has_template = bool(request.content), bool(request.template)
+    if request.attachment is not None and not has_content and not has_template:
+        has_content, request.content = True, ""  # a photo alone, without a text
     if has_content == has_template:
         raise ValidationError({"content": "Give either content or a template, not both."})
     if has_template:

@@ -7,7 +7,9 @@ A long message goes in parts (the adapter says how), each a send of its own with
 slot from both the channel's and the recipient's bucket. Parts go in rounds, the first
 part of every delivery, then the second, and each round's accepted parts are recorded
 before the next round starts: a retry, or a delivery taken over from a lost worker, goes
-on from the first part not recorded. A delivery is sent when its last part is.
+on from the first part not recorded. A delivery is sent when its last part is. A photo,
+voice note or document is the first part (with the text as its caption where it fits), so
+a retry after a 429 never sends an accepted photo again.
 No database lock is held while the provider is called. The claim moves the row to
 "sending" with a lease, renewed by a heartbeat while the sends last (leases.py); a second
 task for the same delivery (tasks may run twice) finds it final or leased and leaves it
@@ -46,7 +48,9 @@ from channels_app.breaker import breaker_allow, breaker_record
 from channels_app.ratelimit import SendSlot, reserve_slots
 from channels_app.registry import ADDRESSED_CHANNELS, adapter_for
 from patients.models import Contact
+from scheduling import metrics
 from scheduling.acknowledgements import acknowledgement_buttons, wants_buttons
+from scheduling.attachments import attachment_for_sending, message_attachment
 from scheduling.bulk_sql import update_rows
 from scheduling.leases import LeaseHeartbeat
 from scheduling.models import (
@@ -211,7 +215,7 @@ def _tell_breaker(channel: str, answers: list) -> None:
 def _claim_batch(delivery_ids: list[int]) -> tuple[list[_Claim], list[DeliveryOutcome]]:
     deliveries = list(
         Delivery.objects.select_for_update(of=("self",))
-        .select_related("message", "message__patient", "contact")
+        .select_related("message", "message__patient", "message__attachment", "contact")
         .filter(pk__in=delivery_ids)
         .order_by("pk")
     )
@@ -384,6 +388,7 @@ def _slot_for_part(claim: _Claim, number: int, previous_answered: float) -> Slot
 
 def _outbound(item: _Ready) -> OutboundMessage:
     delivery, message = item.delivery, item.delivery.message
+    attachment = message_attachment(message)
     return OutboundMessage(
         delivery_id=delivery.pk,
         patient_id=message.patient_id,
@@ -395,6 +400,12 @@ def _outbound(item: _Ready) -> OutboundMessage:
             acknowledgement_buttons(delivery.pk, item.address, message.patient.language)
             if wants_buttons(message, delivery.channel)
             else ()
+        ),
+        language=message.patient.language,
+        attachment=(
+            attachment_for_sending(attachment, delivery.channel, item.address)
+            if attachment is not None
+            else None
         ),
     )
 
@@ -424,12 +435,16 @@ def _contact_for(delivery: Delivery) -> Contact | None:
 
 
 def _close_interrupted_attempts(delivery: Delivery, now: datetime) -> None:
-    DeliveryAttempt.objects.filter(delivery=delivery, outcome=AttemptOutcome.IN_PROGRESS).update(
+    closed = DeliveryAttempt.objects.filter(
+        delivery=delivery, outcome=AttemptOutcome.IN_PROGRESS
+    ).update(
         outcome=AttemptOutcome.INTERRUPTED,
         finished_at=now,
         error_code="worker_lost",
         error_text="the worker stopped before recording an outcome; the send may have happened",
     )
+    for _ in range(closed):
+        metrics.attempt_ended(delivery.channel, AttemptOutcome.INTERRUPTED, "worker_lost")
 
 
 def _finish(delivery: Delivery, status: str, code: str, text: str, now: datetime) -> None:
@@ -438,6 +453,7 @@ def _finish(delivery: Delivery, status: str, code: str, text: str, now: datetime
     delivery.error_text = text
     delivery.lease_until = None
     delivery.save(update_fields=["status", "error_code", "error_text", "lease_until", "updated_at"])
+    metrics.delivery_ended(delivery.channel, status, code)
     logger.info("delivery %s %s (%s)", delivery.pk, status, code)
 
 
@@ -452,6 +468,7 @@ def _close_attempt(claim: _Claim, outcome: str, timed: Timed) -> None:
     attempt.save(
         update_fields=["outcome", "finished_at", "duration_ms", "error_code", "error_text"]
     )
+    metrics.attempt_ended(claim.delivery.channel, outcome, attempt.error_code)
 
 
 @transaction.atomic
@@ -478,6 +495,7 @@ def _record_sent(sent: list[_Claim], seconds: dict[int, float]) -> list[Delivery
         ["status", "sent_at", "provider_message_id", "parts_sent", "lease_until", "error_code",
          "error_text", "updated_at"],
     )  # fmt: skip
+    metrics.deliveries_sent(deliveries)
     for delivery in deliveries:
         logger.info("delivery %s sent on %s (attempt %d)", delivery.pk, delivery.channel,
                     delivery.attempts)  # fmt: skip

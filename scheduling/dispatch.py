@@ -6,6 +6,7 @@ rows are claimed with SELECT ... FOR UPDATE SKIP LOCKED, and a Delivery is uniqu
 """
 
 import logging
+import time
 from datetime import datetime, timedelta
 from functools import partial
 
@@ -14,6 +15,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from patients.models import Contact
+from scheduling import metrics
 from scheduling.bulk_sql import insert_rows, update_rows
 from scheduling.models import Delivery, DeliveryStatus, MessageStatus, ScheduledMessage
 from scheduling.occurrences import Occurrence, Schedule
@@ -51,13 +53,15 @@ DISPATCH_FIELDS = (
 def dispatch_due(*, now: datetime | None = None, batch_size: int | None = None) -> int:
     """Dispatches every message due by now, one committed batch at a time."""
     batch_size = batch_size or settings.DISPATCH_BATCH_SIZE
-    total = 0
+    started, total = time.monotonic(), 0
     while True:
         count = _dispatch_batch(now or timezone.now(), batch_size)
         total += count
         if count < batch_size:
             break
     release_held_deliveries()
+    metrics.rows_claimed.inc(total)
+    metrics.tick_seconds.observe(time.monotonic() - started)
     if total:
         logger.info("dispatched %d deliveries", total)
     return total
@@ -91,6 +95,9 @@ def _dispatch_batch(now: datetime, batch_size: int) -> int:
     )
     to_send = [(pk, channel, priority) for pk, channel, status, priority in rows
                if status == DeliveryStatus.QUEUED]  # fmt: skip
+    for delivery in deliveries:
+        if delivery.status == DeliveryStatus.EXPIRED:
+            metrics.delivery_ended(delivery.channel, delivery.status, delivery.error_code)
     transaction.on_commit(partial(enqueue_with_backpressure, to_send))
     return len(messages)
 

@@ -3,41 +3,49 @@
 Which template is used, for a key and a patient's language such as "pt-BR": the
 organization's template in "pt-br", then "pt", then TEMPLATE_FALLBACK_LANGUAGE ("en");
 then a global row (one without an organization) in the same three languages; then the
-built-in set here (medication_reminder, appointment_reminder, check_in, follow_up in en
-and de) in the same three. The clinic's own text comes first, in whichever language.
+built-in set here (medication_reminder, appointment_reminder, check_in, follow_up in
+every language of settings.LANGUAGES, from the catalogs in locale/) in the same three.
+The clinic's own text comes first, in whichever language.
 Parameters are checked when a message is created: a missing or unknown one is an error
 then, never a broken message at send time. In HTML templates parameters are escaped.
 """
 
 import html
+from functools import cache
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db.models import Q
+from django.utils import translation
+from django.utils.translation import gettext_lazy as _
 
 from scheduling.models import MessageTemplate
 from scheduling.template_syntax import template_parameters
 
-# The global defaults. Minimum necessary: no diagnosis or medication named, since a
-# message may be read on a lock screen; clinics add detail in their own templates.
-DEFAULT_TEMPLATES = {
-    ("medication_reminder", "en"): "Hello {name}, it is time for your {time} reminder from "
-    "your care team.",
-    ("medication_reminder", "de"): "Hallo {name}, es ist Zeit für Ihre Erinnerung um {time} "
-    "von Ihrem Behandlungsteam.",
-    ("appointment_reminder", "en"): "Hello {name}, a reminder of your appointment on {date} "
-    "at {time}.",
-    ("appointment_reminder", "de"): "Hallo {name}, wir erinnern Sie an Ihren Termin am {date} "
-    "um {time}.",
-    ("check_in", "en"): "Hello {name}, how are you today? Your care team would like to hear "
-    "from you.",
-    ("check_in", "de"): "Hallo {name}, wie geht es Ihnen heute? Ihr Behandlungsteam freut sich "
-    "auf Ihre Rückmeldung.",
-    ("follow_up", "en"): "Hello {name}, your care team would like to follow up with you. "
-    "Please get in touch when you can.",
-    ("follow_up", "de"): "Hallo {name}, Ihr Behandlungsteam möchte sich bei Ihnen melden. "
-    "Bitte kontaktieren Sie uns, wenn es Ihnen passt.",
+# The global defaults, in every language of settings.LANGUAGES (locale/). Minimum
+# necessary: no diagnosis or medication named, since a message may be read on a lock
+# screen; clinics add detail in their own templates.
+BUILT_IN_TEMPLATES = {
+    "medication_reminder": _(
+        "Hello {name}, it is time for your {time} reminder from your care team."
+    ),
+    "appointment_reminder": _("Hello {name}, a reminder of your appointment on {date} at {time}."),
+    "check_in": _("Hello {name}, how are you today? Your care team would like to hear from you."),
+    "follow_up": _(
+        "Hello {name}, your care team would like to follow up with you. "
+        "Please get in touch when you can."
+    ),
 }
+
+
+@cache
+def default_templates() -> dict[tuple[str, str], str]:
+    """(key, language) -> body, for each built-in template and language."""
+    found = {}
+    for language in dict(settings.LANGUAGES):
+        with translation.override(language):
+            found.update({(key, language): str(body) for key, body in BUILT_IN_TEMPLATES.items()})
+    return found
 
 
 def _languages(language: str) -> list[str]:
@@ -60,10 +68,10 @@ def find_template(organization_id: int | None, key: str, language: str) -> Messa
         for candidate in languages:
             if (owner, candidate) in rows:
                 return rows[(owner, candidate)]
+    defaults = default_templates()
     for candidate in languages:
-        if (key, candidate) in DEFAULT_TEMPLATES:
-            return MessageTemplate(key=key, language=candidate,
-                                   body=DEFAULT_TEMPLATES[(key, candidate)])  # fmt: skip
+        if (key, candidate) in defaults:
+            return MessageTemplate(key=key, language=candidate, body=defaults[(key, candidate)])
     raise ValidationError({"template": f"There is no template {key!r}."})
 
 

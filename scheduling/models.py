@@ -1,9 +1,14 @@
+import uuid
+
 from auditlog.registry import auditlog
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.files.storage import storages
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from patients.fields import EncryptedTextField
 from patients.models import Channel, Contact, Organization, Patient, validate_timezone
@@ -15,15 +20,15 @@ def default_delivery_window() -> int:
 
 
 class ContentFormat(models.TextChoices):
-    TEXT = "text", "Plain text"
+    TEXT = "text", _("Plain text")
     HTML = "html", "HTML"
 
 
 class MessageStatus(models.TextChoices):
-    ACTIVE = "active", "Active"
-    PAUSED = "paused", "Paused"
-    COMPLETED = "completed", "Completed"
-    CANCELLED = "cancelled", "Cancelled"
+    ACTIVE = "active", pgettext_lazy("message status", "Active")
+    PAUSED = "paused", pgettext_lazy("message status", "Paused")
+    COMPLETED = "completed", pgettext_lazy("message status", "Completed")
+    CANCELLED = "cancelled", pgettext_lazy("message status", "Cancelled")
 
 
 class MessageKind(models.TextChoices):
@@ -149,13 +154,50 @@ class ScheduledMessage(models.Model):
         return self.timezone or self.patient.timezone
 
 
+def attachment_storage():
+    """STORAGES["attachments"]: a folder by default, an S3-compatible bucket by setting."""
+    return storages["attachments"]
+
+
+def attachment_path(instance: "Attachment", filename: str) -> str:
+    """A random name under the clinic's folder: the uploaded name says nothing here."""
+    return f"{instance.message.organization_id}/{uuid.uuid4().hex}"
+
+
+class AttachmentKind(models.TextChoices):
+    PHOTO = "photo", "Photo"
+    VOICE = "voice", "Voice note"
+    DOCUMENT = "document", "Document"
+
+
+class Attachment(models.Model):
+    """A photo, voice note or document sent with a message (scheduling/attachments.py).
+    The file is encrypted at rest when `encrypted`; size and sha256 are of the plain file."""
+
+    message = models.OneToOneField(
+        ScheduledMessage, on_delete=models.CASCADE, related_name="attachment"
+    )
+    file = models.FileField(storage=attachment_storage, upload_to=attachment_path, max_length=255)
+    kind = models.CharField(max_length=16, choices=AttachmentKind.choices)
+    content_type = models.CharField(max_length=100, help_text="Read from the file's bytes.")
+    size = models.PositiveBigIntegerField(help_text="Bytes.")
+    sha256 = models.CharField(max_length=64)
+    # Shown to the care team only; never logged, never sent (files go as "photo.jpg").
+    original_name = EncryptedTextField(blank=True)
+    encrypted = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} of message #{self.message_id}"
+
+
 class DeliveryStatus(models.TextChoices):
-    QUEUED = "queued", "Queued"
-    SENDING = "sending", "Sending"
-    SENT = "sent", "Sent"
-    FAILED = "failed", "Failed"
-    CANCELLED = "cancelled", "Cancelled"
-    EXPIRED = "expired", "Expired"
+    QUEUED = "queued", pgettext_lazy("delivery status", "Queued")
+    SENDING = "sending", pgettext_lazy("delivery status", "Sending")
+    SENT = "sent", pgettext_lazy("delivery status", "Sent")
+    FAILED = "failed", pgettext_lazy("delivery status", "Failed")
+    CANCELLED = "cancelled", pgettext_lazy("delivery status", "Cancelled")
+    EXPIRED = "expired", pgettext_lazy("delivery status", "Expired")
 
 
 FINAL_DELIVERY_STATUSES = frozenset(
@@ -249,12 +291,12 @@ class Delivery(models.Model):
 
 
 class AttemptOutcome(models.TextChoices):
-    IN_PROGRESS = "in_progress", "In progress"
-    SENT = "sent", "Sent"
-    TRANSIENT = "transient", "Transient error"
-    PERMANENT = "permanent", "Permanent error"
-    BLOCKED = "blocked", "Recipient blocked"
-    INTERRUPTED = "interrupted", "Interrupted (worker lost)"
+    IN_PROGRESS = "in_progress", _("In progress")
+    SENT = "sent", pgettext_lazy("attempt outcome", "Sent")
+    TRANSIENT = "transient", _("Transient error")
+    PERMANENT = "permanent", _("Permanent error")
+    BLOCKED = "blocked", _("Recipient blocked")
+    INTERRUPTED = "interrupted", _("Interrupted (worker lost)")
 
 
 class DeliveryAttempt(models.Model):

@@ -32,6 +32,7 @@ from redis.exceptions import LockError, RedisError
 from channels_app.breaker import breaker_feed
 from channels_app.ratelimit import limit_for
 from channels_app.shared_state import redis_client
+from scheduling import metrics
 from scheduling.models import Delivery, DeliveryStatus
 
 logger = logging.getLogger(__name__)
@@ -199,17 +200,25 @@ def release_held_deliveries() -> int:
 
 
 def expire_held_past_window(now) -> int:
-    """Expires, in one UPDATE, the held deliveries whose window has passed: what their tasks
-    would do, without a task each."""
-    expired = Delivery.objects.filter(
-        status=DeliveryStatus.QUEUED, held_at__isnull=False, expires_at__lt=now
-    ).update(
-        status=DeliveryStatus.EXPIRED,
-        held_at=None,
-        updated_at=now,
-        error_code="window_passed",
-        error_text="its delivery window passed while it was held",
-    )
+    """Expires, in one UPDATE per channel, the held deliveries whose window has passed: what
+    their tasks would do, without a task each."""
+    expired = 0
+    for channel in settings.DELIVERY_QUEUES:
+        count = Delivery.objects.filter(
+            status=DeliveryStatus.QUEUED,
+            held_at__isnull=False,
+            channel=channel,
+            expires_at__lt=now,
+        ).update(
+            status=DeliveryStatus.EXPIRED,
+            held_at=None,
+            updated_at=now,
+            error_code="window_passed",
+            error_text="its delivery window passed while it was held",
+        )
+        if count:
+            metrics.delivery_ended(channel, DeliveryStatus.EXPIRED, "window_passed", count)
+        expired += count
     if expired:
         logger.info("%d held deliveries expired: their window passed", expired)
     return expired

@@ -15,6 +15,8 @@ from channels_app.registry import ADDRESSED_CHANNELS
 from patients.audit import record_action
 from patients.inbox_links import inbox_links_revoke
 from patients.models import Channel, Contact, Patient
+from scheduling import metrics
+from scheduling.attachments import Upload, attachment_check, attachment_save
 from scheduling.message_templates import find_template, render_template
 from scheduling.models import (
     Delivery,
@@ -87,14 +89,19 @@ def message_schedule(
     ignore_quiet_hours: bool = False,
     metadata: dict | None = None,
     kind: str = MessageKind.GENERAL,
+    attachment: Upload | None = None,
 ) -> ScheduledMessage:
-    """Validates everything first, then saves one row; bad input saves nothing."""
+    """Validates everything first, then saves one row (and the attachment's file and row);
+    bad input saves nothing."""
     if timezone.is_naive(starts_at):
         raise ValidationError({"starts_at": "The time needs a UTC offset or time zone."})
     if patient.opted_out_at is not None:
         raise ValidationError({"patient": "The patient has opted out of messages."})
     chosen = choose_channel(patient, channel)
-    validate_content(chosen, content, format)
+    validate_content(chosen, content, format, may_be_empty=attachment is not None)
+    checked = None
+    if attachment is not None:
+        checked = attachment_check(chosen, attachment, content, format)
     message = ScheduledMessage(
         organization_id=patient.organization_id,
         patient=patient,
@@ -112,12 +119,17 @@ def message_schedule(
     )
     if delivery_window_seconds is not None:
         message.delivery_window_seconds = delivery_window_seconds
-    message.full_clean(exclude=["next_run_at", "next_occurrence_at"])
+    # A photo may go without a text (validate_content checked the text for its channel).
+    without_text = ["content"] if attachment is not None and not content else []
+    message.full_clean(exclude=["next_run_at", "next_occurrence_at", *without_text])
     validate_recurrence(message)
     message_plan_next(message, now=timezone.now())
     if message.status != MessageStatus.ACTIVE:
         raise ValidationError({"starts_at": "The schedule has no occurrence still to send."})
-    message.save()
+    with transaction.atomic():
+        message.save()
+        if attachment is not None:
+            attachment_save(message, attachment, checked)
     logger.info("message %s scheduled for patient %s on %s", message.pk, patient.pk, chosen)
     return message
 
@@ -201,11 +213,18 @@ def message_cancel(message: ScheduledMessage, *, reason: str = "", actor=None) -
     )  # fmt: skip
     message.refresh_from_db()
     record_action(message, "cancel", actor=actor)
-    return Delivery.objects.filter(message=message, status=DeliveryStatus.QUEUED).update(
-        status=DeliveryStatus.CANCELLED,
-        error_code="message_cancelled",
-        updated_at=timezone.now(),
-    )
+    queued = Delivery.objects.filter(message=message, status=DeliveryStatus.QUEUED)
+    cancelled = 0
+    # A message's deliveries may be on several channels (a blocked one moves the message).
+    for channel in set(queued.values_list("channel", flat=True)):
+        count = queued.filter(channel=channel).update(
+            status=DeliveryStatus.CANCELLED,
+            error_code="message_cancelled",
+            updated_at=timezone.now(),
+        )
+        metrics.delivery_ended(channel, DeliveryStatus.CANCELLED, "message_cancelled", count)
+        cancelled += count
+    return cancelled
 
 
 @transaction.atomic

@@ -240,7 +240,13 @@ def celery_stack(transactional_db, fake_telegram, broker, tmp_path):
         "DATABASE_CONN_MAX_AGE": "0",
     }
     stack = CeleryStack(tmp_path, env)
-    queues = ",".join([django_settings.SCHEDULER_QUEUE, *django_settings.DELIVERY_QUEUES.values()])
+    queues = ",".join(
+        [
+            django_settings.SCHEDULER_QUEUE,
+            django_settings.INBOUND_QUEUE,
+            *django_settings.DELIVERY_QUEUES.values(),
+        ]
+    )
     stack.start("worker", ["worker", "--queues", queues, "--concurrency", "2", "--loglevel",
                            "INFO", "--hostname", f"e2e-{os.getpid()}@%h", "--without-gossip",
                            "--without-mingle"])  # fmt: skip

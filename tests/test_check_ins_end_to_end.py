@@ -39,7 +39,11 @@ def companion_stack(transactional_db, fake_telegram, fake_llm, broker, tmp_path,
         "DATABASE_CONN_MAX_AGE": "0",
     }
     stack = CeleryStack(tmp_path, env)
-    queues = [django_settings.SCHEDULER_QUEUE, *django_settings.DELIVERY_QUEUES.values()]
+    queues = [
+        django_settings.SCHEDULER_QUEUE,
+        django_settings.INBOUND_QUEUE,
+        *django_settings.DELIVERY_QUEUES.values(),
+    ]
     common = ["--loglevel", "INFO", "--without-gossip", "--without-mingle"]
     stack.start(
         "worker",
@@ -95,8 +99,12 @@ def test_a_check_in_reaches_the_patient_once_inside_its_window_with_the_models_t
     assert check_in.source == CheckInSource.LLM and check_in.model == "companion-e2e"
     [call] = fake_telegram.sent(chat_id)
     assert call.params["text"] == "Good morning! The sun is out; how are you today?"
+    # The fake answers before the worker commits what it answered: wait for the record.
     delivery = Delivery.objects.get(message=check_in.message)
-    assert delivery.status == DeliveryStatus.SENT
+    assert fake_telegram.wait_for(
+        lambda: Delivery.objects.filter(pk=delivery.pk, status=DeliveryStatus.SENT).exists(), 20
+    ), Delivery.objects.get(pk=delivery.pk).status
+    delivery.refresh_from_db()
     assert check_in.due_at <= delivery.sent_at <= check_in.window_ends_at
     # Once: the planner keeps ticking every second, and nothing more arrives.
     time.sleep(3)

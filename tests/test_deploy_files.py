@@ -1,6 +1,7 @@
 """docker-compose.yml, the Dockerfile and the Procfile cannot run here: check they agree
 with the code (services, commands, queues, environment names)."""
 
+import json
 import shlex
 from pathlib import Path
 
@@ -18,6 +19,7 @@ EXPECTED_QUEUES = {
     settings.SCHEDULER_QUEUE,
     *settings.DELIVERY_QUEUES.values(),
     settings.OUTREACH_QUEUE,
+    settings.INBOUND_QUEUE,
 }
 
 
@@ -27,11 +29,28 @@ def procfile() -> dict[str, str]:
 
 
 def commands_in(text: str) -> list[list[str]]:
-    """Each shell command of a service (split on &&), as argv lists."""
+    """Each shell command of a service (split on &&), as argv lists, without the
+    NAME=value assignments before it (assignments_in has those)."""
     text = text.strip()
     if text.startswith('sh -c "'):
         text = text.removeprefix('sh -c "').removesuffix('"')
-    return [shlex.split(part) for part in text.split("&&")]
+    commands = [shlex.split(part) for part in text.split("&&")]
+    return [argv[len(_assignments(argv)) :] for argv in commands]
+
+
+def _assignments(argv: list[str]) -> list[str]:
+    taken = []
+    for word in argv:
+        if "=" not in word or not word.split("=", 1)[0].isidentifier():
+            break
+        taken.append(word.split("=", 1)[0])
+    return taken
+
+
+def test_the_procfile_sets_only_environment_variables_the_settings_read():
+    for name, command in procfile().items():
+        variables = set(_assignments(shlex.split(command)))
+        assert variables <= env.READ, f"{name}: {variables - env.READ} are never read"
 
 
 def all_commands() -> list[tuple[str, list[str]]]:
@@ -78,7 +97,7 @@ def test_every_command_names_something_that_exists(where, argv):
         assert argv[1:3] == ["-A", "companion"], where
         assert argv[3] in {"worker", "beat", "flower"}, where
     elif program == "gunicorn":
-        assert argv[1] == "companion.wsgi:application"
+        assert argv[1:] == ["-c", "python:companion.gunicorn_conf", "companion.wsgi:application"]
         __import__("companion.wsgi")
     else:
         pytest.fail(f"{where}: unexpected program {program}")
@@ -96,9 +115,74 @@ def test_the_workers_together_consume_every_queue_the_code_publishes_to(where):
     assert {settings.OUTREACH_QUEUE} in queues
 
 
-def test_the_dockerfile_installs_the_requirements_and_runs_an_installed_server():
-    dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
-    assert "pip install -r requirements.txt" in dockerfile
+def test_every_app_service_runs_the_same_image():
+    images = {COMPOSE["services"][name]["image"] for name in APP_SERVICES}
+    builds = {tuple(COMPOSE["services"][name]["build"].items()) for name in APP_SERVICES}
+    assert (len(images), len(builds)) == (1, 1)
+
+
+def dockerfile_stages() -> dict[str, list[list[str]]]:
+    """The Dockerfile's instructions (continuation lines joined, comments dropped) per
+    stage, by the stage's name."""
+    text = (ROOT / "deploy" / "Dockerfile").read_text().replace("\\\n", " ")
+    stages: dict[str, list[list[str]]] = {}
+    current: list[list[str]] = []
+    for line in text.splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        words = line.split()
+        if words[0] == "FROM":
+            current = stages.setdefault(words[-1] if "AS" in words else str(len(stages)), [])
+        current.append(words)
+    return stages
+
+
+def test_the_image_is_built_in_stages_and_runs_without_the_test_tools():
+    stages = dockerfile_stages()
+    assert list(stages) == ["builder", "runtime"]
+    builder, runtime = stages["builder"], stages["runtime"]
+    installs = [" ".join(words) for words in builder if words[0] == "RUN" and "pip" in words]
+    assert installs == ["RUN pip install -r /tmp/requirements.txt"]
+    copied = [words for stage in stages.values() for words in stage if words[0] == "COPY"]
+    assert not any("requirements-dev.txt" in words for words in copied)
+    # The runtime takes the builder's virtualenv and installs nothing itself.
+    assert ["COPY", "--from=builder", "/opt/venv", "/opt/venv"] in runtime
+    assert not any(words[0] == "RUN" and "install" in words for words in runtime)
+    # Static files are collected when the image is built: the root filesystem is
+    # read-only when it runs.
+    assert any(words[0] == "RUN" and "collectstatic" in words for words in runtime)
+
+
+def test_the_image_runs_as_a_user_that_owns_nothing():
+    runtime = dockerfile_stages()["runtime"]
+    (user,) = [words[1] for words in runtime if words[0] == "USER"]
+    assert user.isdigit() and int(user) >= 1000
+    # The code is copied as root (no --chown), and the user is set after every COPY and
+    # RUN, so nothing the processes run can be written by them.
+    copies = [words for words in runtime if words[0] == "COPY"]
+    assert not any(word.startswith("--chown") for words in copies for word in words)
+    instructions = [words[0] for words in runtime]
+    last_write = max(i for i, word in enumerate(instructions) if word in {"COPY", "RUN"})
+    assert instructions.index("USER") > last_write
+    assert not any(words[0] == "RUN" and "chown" in words for words in runtime)
+
+
+def test_the_image_starts_gunicorn_with_the_workers_the_settings_give():
+    cmd = dockerfile_stages()["runtime"][-1]
+    assert cmd[0] == "CMD"
+    argv = json.loads(" ".join(cmd[1:]))
+    assert argv == [
+        "gunicorn",
+        "-c",
+        "python:companion.gunicorn_conf",
+        "companion.wsgi:application",
+    ]
+    from companion import gunicorn_conf
+
+    assert gunicorn_conf.workers == settings.WEB_CONCURRENCY
+
+
+def test_the_image_installs_the_requirements_and_runs_an_installed_server():
     requirements = (ROOT / "requirements.txt").read_text().lower()
     for package in ("gunicorn", "celery", "flower"):
         assert f"\n{package}" in requirements or requirements.startswith(package)

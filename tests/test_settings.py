@@ -97,4 +97,5 @@ def test_celery_reads_the_reliability_settings():
         settings.SCHEDULER_QUEUE,
         *settings.DELIVERY_QUEUES.values(),
         settings.OUTREACH_QUEUE,
+        settings.INBOUND_QUEUE,
     }

@@ -9,6 +9,7 @@ from care_team.admin.inlines import LatestRowsInline
 from care_team.admin.scoping import ORGANIZATION_FILTER, OrganizationScopedAdmin
 from channels_app.content import validate_content
 from patients.access import is_member, is_operator
+from scheduling.attachments import Upload, attachment_check, attachment_save, message_attachment
 from scheduling.history import audit_lines, delivery_history
 from scheduling.models import Delivery, DeliveryAttempt, MessageStatus, ScheduledMessage
 from scheduling.occurrences import message_preview
@@ -69,6 +70,12 @@ class ScheduledMessageForm(forms.ModelForm):
         help_text='For example "daily at 08:00", "weekly on mon,wed at 09:00", "tomorrow 15:30" '
         'or "every 2h", in the patient\'s time zone. Fills in the start and the rule.',
     )
+    attachment = forms.FileField(
+        required=False,
+        label="Photo, voice note or document",
+        help_text="Sent first, with the text as its caption where it fits. Each channel's "
+        "size and type limits apply (README, Attachments).",
+    )
 
     class Meta:
         model = ScheduledMessage
@@ -79,6 +86,8 @@ class ScheduledMessageForm(forms.ModelForm):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.fields["starts_at"].required = False  # a phrase may give it
+        self.fields["content"].required = False  # a photo may go alone (checked in clean)
+        self.checked_attachment = None
 
     def clean(self):
         data = super().clean()
@@ -98,7 +107,14 @@ class ScheduledMessageForm(forms.ModelForm):
             return data
         try:
             choose_channel(patient, data.get("channel"))
-            validate_content(data["channel"], data.get("content", ""), data.get("format", "text"))
+            upload = _upload(data.get("attachment"))
+            text, fmt = data.get("content") or "", data.get("format", "text")
+            validate_content(data["channel"], text, fmt, may_be_empty=upload is not None)
+            if upload is not None:
+                self.checked_attachment = (
+                    upload,
+                    attachment_check(data["channel"], upload, text, fmt),
+                )
             probe = ScheduledMessage(patient=patient, **{k: data.get(k) for k in (
                 "recurrence", "starts_at", "timezone", "ignore_quiet_hours",
                 "delivery_window_seconds")})  # fmt: skip
@@ -110,6 +126,13 @@ class ScheduledMessageForm(forms.ModelForm):
             for field, problems in error.message_dict.items():
                 self.add_error(field if field in self.fields else None, problems)
         return data
+
+
+def _upload(file) -> Upload | None:
+    if not file:
+        return None
+    file.seek(0)
+    return Upload(data=file.read(), name=file.name or "")
 
 
 @admin.register(ScheduledMessage)
@@ -124,7 +147,7 @@ class ScheduledMessageAdmin(OperatorsDelete, OrganizationScopedAdmin):
     # Status changes go through actions, so a row can never be set active without a next run.
     readonly_fields = ["organization", "status", "status_reason", "next_run_at",
                        "upcoming_occurrences", "audit_trail", "created_at",
-                       "updated_at", "created_by_patient"]  # fmt: skip
+                       "updated_at", "created_by_patient", "attachment_summary"]  # fmt: skip
     inlines = [DeliveryInline]
     actions = ["cancel_messages", "send_now", "pause_messages", "resume_messages",
                "retry_failed_deliveries"]  # fmt: skip
@@ -133,12 +156,28 @@ class ScheduledMessageAdmin(OperatorsDelete, OrganizationScopedAdmin):
     def audit_trail(self, obj: ScheduledMessage) -> str:
         return audit_lines(obj)
 
+    def get_fields(self, request, obj=None):
+        fields = super().get_fields(request, obj)
+        # A file is chosen when the message is written; its page then shows what it is.
+        return [f for f in fields if f != "attachment"] if obj is not None else fields
+
     def save_model(self, request, obj, form, change) -> None:
         obj.organization_id = obj.patient.organization_id
         timing = {"starts_at", "recurrence", "timezone", "ignore_quiet_hours"}
         if obj.status == MessageStatus.ACTIVE and (not change or timing & set(form.changed_data)):
             message_plan_next(obj, now=timezone.now())
+        obj.content = obj.content or ""
         super().save_model(request, obj, form, change)
+        if not change and form.checked_attachment is not None:
+            # Inside the admin's transaction: a failure here saves no message either.
+            attachment_save(obj, *form.checked_attachment)
+
+    @admin.display(description="Attachment")
+    def attachment_summary(self, obj: ScheduledMessage) -> str:
+        row = message_attachment(obj) if obj.pk else None
+        if row is None:
+            return "-"
+        return f"{row.get_kind_display()}, {row.content_type}, {row.size} bytes"
 
     @admin.display(description="Next occurrences")
     def upcoming_occurrences(self, obj: ScheduledMessage) -> str:

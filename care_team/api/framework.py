@@ -8,7 +8,7 @@ from django.db import models
 from rest_framework import serializers
 from rest_framework.exceptions import ParseError, ValidationError
 from rest_framework.pagination import PageNumberPagination
-from rest_framework.parsers import JSONParser
+from rest_framework.parsers import JSONParser, MultiPartParser
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 from rest_framework.serializers import as_serializer_error
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -49,6 +49,17 @@ class StrictJSONParser(JSONParser):
         if problem := _unstorable(data):
             raise ParseError(f"JSON parse error - {problem}")
         return data
+
+
+class StrictMultiPartParser(MultiPartParser):
+    """multipart/form-data (a message with an attachment), with the JSON parser's check of
+    the text fields."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        parsed = super().parse(stream, media_type, parser_context)
+        if problem := _unstorable(dict(parsed.data.lists())):
+            raise ParseError(f"Multipart form parse error - {problem}")
+        return parsed
 
 
 def _unstorable(data) -> str | None:

@@ -20,8 +20,9 @@ from channels_app.content import validate_content
 from patients.access import may_delete, organization_ids, scoped
 from patients.contacts import contact_unverify
 from patients.models import Contact, Organization, Patient
+from scheduling.attachments import Upload
 from scheduling.creation import MessageRequest, message_create, message_timing
-from scheduling.message_templates import DEFAULT_TEMPLATES
+from scheduling.message_templates import default_templates
 from scheduling.models import Delivery, MessageStatus, MessageTemplate, ScheduledMessage
 from scheduling.occurrences import PreviewRow, message_preview
 from scheduling.recurrence import local_wall_time, resolve_local
@@ -116,7 +117,14 @@ def message_request(data: dict) -> MessageRequest:
         priority=data.get("priority", 3),
         delivery_window_seconds=data.get("delivery_window_seconds"),
         quiet_hours_override=data.get("quiet_hours_override", False),
+        attachment=_upload(data.get("attachment"), data.get("attachment_kind", "")),
     )
+
+
+def _upload(file, kind: str) -> Upload | None:
+    if file is None:
+        return None
+    return Upload(data=file.read(), name=file.name or "", kind=kind)
 
 
 def message_create_checked(data: dict) -> ScheduledMessage:
@@ -371,7 +379,7 @@ def template_catalogue(user, *, key: str = "", language: str = "") -> list[Messa
     )  # global rows (no organization) sort last in PostgreSQL
     builtins = [
         MessageTemplate(key=k, language=lang, body=body)
-        for (k, lang), body in DEFAULT_TEMPLATES.items()
+        for (k, lang), body in default_templates().items()
     ]
     wanted = [*rows, *builtins]
     return [

@@ -11,6 +11,7 @@ from rest_framework import serializers
 
 from care_team.api import operations
 from care_team.api.framework import StrictCharField, StrictModelSerializer
+from channels_app.attachments import KINDS, LIMITS
 from patients.access import scoped
 from patients.contacts import TAKEN_IN_ORGANIZATION, address_taken_in_organization
 from patients.models import (
@@ -44,6 +45,9 @@ MAX_YEARS_AHEAD = 10
 MAX_PREVIEW_COUNT = 50
 MAX_BULK_ITEMS = 500
 MAX_ID = 2**63 - 1  # bigint: a larger id cannot exist
+# The largest file any channel takes (WhatsApp's documents); each channel's own limit is
+# checked when the message is created, once its channel is known.
+MAX_ATTACHMENT_BYTES = max(limit.max_bytes for kinds in LIMITS.values() for limit in kinds.values())
 
 
 def _field_errors(error: DjangoValidationError) -> serializers.ValidationError:
@@ -491,6 +495,24 @@ class MessageCreateSerializer(_TimingSerializer):
     delivery_window_seconds = serializers.IntegerField(
         required=False, allow_null=True, min_value=60, max_value=MAX_WINDOW_SECONDS
     )
+    attachment = serializers.FileField(
+        required=False,
+        help_text="A photo, voice note or document (multipart/form-data); each channel's "
+        "size and type limits apply (README, Attachments).",
+    )
+    attachment_kind = serializers.ChoiceField(
+        choices=KINDS,
+        required=False,
+        help_text="Default: from the file's type (image: photo, audio: voice, else document).",
+    )
+
+    def validate_attachment(self, upload):
+        if upload.size > MAX_ATTACHMENT_BYTES:
+            raise serializers.ValidationError(
+                f"The file has {upload.size} bytes; no channel takes more than "
+                f"{MAX_ATTACHMENT_BYTES} bytes (100 MB)."
+            )
+        return upload
 
     def create(self, validated_data) -> ScheduledMessage:
         return operations.message_create_checked(validated_data)

@@ -22,7 +22,14 @@ from rest_framework.views import APIView
 
 from care_team.api import operations
 from care_team.api.filters import MessageFilter, StableOrderingFilter
-from care_team.api.framework import AdminsDelete, AuditActorMixin, MembersWrite, Pagination
+from care_team.api.framework import (
+    AdminsDelete,
+    AuditActorMixin,
+    MembersWrite,
+    Pagination,
+    StrictJSONParser,
+    StrictMultiPartParser,
+)
 from care_team.api.health import health_answer
 from care_team.api.outreach_serializers import (
     CheckInPlanSerializer,
@@ -262,6 +269,8 @@ class PatientViewSet(ScopedViewSet):
     destroy=extend_schema(summary="Cancel a message", responses={204: None}),
 )
 class MessageViewSet(ScopedViewSet):
+    # JSON, or multipart/form-data for a message with an attachment.
+    parser_classes = [StrictJSONParser, StrictMultiPartParser]
     filter_backends = [DjangoFilterBackend, StableOrderingFilter]
     filterset_class = MessageFilter
     ordering_fields = ["next_run_at", "created_at", "priority"]

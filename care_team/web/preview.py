@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.core.exceptions import ValidationError
+from django.utils.translation import gettext as _
 
 from patients.models import Patient
 from scheduling.models import ScheduledMessage
@@ -28,10 +29,10 @@ def phrase_preview(
     patient: Patient | None, phrase: str, *, now: datetime, count: int = PREVIEW_COUNT
 ) -> Preview:
     if patient is None:
-        return Preview(prompt="Choose a patient to see when the message would be sent.")
+        return Preview(prompt=_("Choose a patient to see when the message would be sent."))
     phrase = (phrase or "").strip()
     if not phrase:
-        return Preview(prompt='Type a phrase such as "daily at 08:00" to see the next times.')
+        return Preview(prompt=_('Type a phrase such as "daily at 08:00" to see the next times.'))
     try:
         parsed = parse_schedule(phrase, zone_name=patient.timezone, now=now)
         # Unsaved: the same engine the dispatcher uses, quiet hours included.
@@ -47,5 +48,5 @@ def phrase_preview(
     except ValidationError as error:
         return Preview(error=" ".join(error.messages))
     if not rows:
-        return Preview(error="This schedule has no occurrence still to send.")
+        return Preview(error=_("This schedule has no occurrence still to send."))
     return Preview(rows=rows, description=parsed.description, zone_name=patient.timezone)

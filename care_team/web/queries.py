@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from patients.access import scoped
 from patients.models import Organization, Patient
-from scheduling.message_templates import DEFAULT_TEMPLATES
+from scheduling.message_templates import default_templates
 from scheduling.models import Delivery, DeliveryStatus, MessageTemplate, ScheduledMessage
 from scheduling.template_syntax import template_parameters
 
@@ -104,7 +104,7 @@ def available_templates(user) -> dict[str, set[str]]:
     """Template keys the user may choose, each with the parameters the care team must
     fill in ({name} comes from the patient): built-in defaults, global rows and the
     user's organizations' own."""
-    bodies = [(key, body) for (key, _), body in DEFAULT_TEMPLATES.items()]
+    bodies = [(key, body) for (key, _), body in default_templates().items()]
     rows = scoped(MessageTemplate.objects.all(), user) | MessageTemplate.objects.filter(
         organization__isnull=True  # global defaults belong to no organization: every clinic's
     )

@@ -14,6 +14,7 @@ urlpatterns = [
     path("<int:pk>/cancel/", views.message_cancel_view, name="cancel"),
     path("<int:pk>/send-now/", views.message_send_now_view, name="send_now"),
     path("<int:pk>/follow-up/", views.patient_follow_up_view, name="follow_up"),
+    path("language/", views.provider_language_view, name="language"),
     path(
         "login/",
         auth_views.LoginView.as_view(

@@ -4,6 +4,7 @@ scheduling.services do the work, care_team.web.queries reads (always scoped)."""
 import logging
 from datetime import timedelta
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
@@ -11,10 +12,13 @@ from django.core.paginator import Paginator
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import reverse_lazy
+from django.urls import reverse, reverse_lazy
 from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from care_team.languages import provider_language_set
 from care_team.web.chart import stacked_bars
 from care_team.web.forms import ChartFilterForm, MessageCreateForm, MessageFilterForm, PreviewForm
 from care_team.web.preview import PREVIEW_COUNT, Preview, phrase_preview
@@ -56,7 +60,9 @@ def message_list(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def message_new(request: HttpRequest) -> HttpResponse:
     posted = request.method == "POST"
-    form = MessageCreateForm(request.POST if posted else None, user=request.user)
+    form = MessageCreateForm(
+        request.POST if posted else None, request.FILES if posted else None, user=request.user
+    )
     if posted and form.is_valid():
         try:
             with transaction.atomic():
@@ -65,7 +71,7 @@ def message_new(request: HttpRequest) -> HttpResponse:
             form.add_service_errors(error)
         else:
             logger.info("message %s created in the web UI by user %s", message.pk, request.user.pk)
-            messages.success(request, f"Message #{message.pk} scheduled.")
+            messages.success(request, _("Message #%(id)s scheduled.") % {"id": message.pk})
             return redirect("scheduled_messages:detail", pk=message.pk)
     # Shown with the form again too, so the preview survives an error and needs no script.
     preview = _preview(request, request.POST) if posted else None
@@ -114,11 +120,10 @@ def message_cancel_view(request: HttpRequest, pk: int) -> HttpResponse:
     if message.status in CANCELLABLE:
         reason = f"cancelled in the web UI by user {request.user.pk}"
         message_cancel(message, reason=reason, actor=request.user)
-        messages.success(request, f"Message #{message.pk} cancelled.")
+        messages.success(request, _("Message #%(id)s cancelled.") % {"id": message.pk})
     else:
-        messages.error(
-            request, f"A {message.get_status_display().lower()} message cannot be cancelled."
-        )
+        status = message.get_status_display().lower()
+        messages.error(request, _("A %(status)s message cannot be cancelled.") % {"status": status})
     return redirect("scheduled_messages:detail", pk=message.pk)
 
 
@@ -131,7 +136,7 @@ def message_send_now_view(request: HttpRequest, pk: int) -> HttpResponse:
     except ValidationError as error:
         messages.error(request, " ".join(error.messages))
     else:
-        messages.success(request, f"Delivery #{delivery.pk} queued to send now.")
+        messages.success(request, _("Delivery #%(id)s queued to send now.") % {"id": delivery.pk})
     return redirect("scheduled_messages:detail", pk=message.pk)
 
 
@@ -146,7 +151,7 @@ def patient_follow_up_view(request: HttpRequest, pk: int) -> HttpResponse:
     except ValidationError as error:
         messages.error(request, " ".join(error.messages))
     else:
-        messages.success(request, "The companion will follow up with the patient in 24 hours.")
+        messages.success(request, _("The companion will follow up with the patient in 24 hours."))
     return redirect("scheduled_messages:detail", pk=message.pk)
 
 
@@ -159,3 +164,22 @@ def delivery_chart(request: HttpRequest) -> HttpResponse:
     context = {"form": form, "days": days, "chart": stacked_bars(days),
                "show_filter": form.fields["organization"].queryset.count() > 1}  # fmt: skip
     return render(request, "care_team/web/chart.html", context)
+
+
+@provider_required
+@require_POST
+def provider_language_view(request: HttpRequest) -> HttpResponse:
+    """The provider's language for their pages, kept with their account ("" = browser's)."""
+    language = request.POST.get("language", "")
+    if language and language not in dict(settings.LANGUAGES):
+        return HttpResponse(
+            _("language: choose one of %(codes)s.")
+            % {"codes": ", ".join(dict(settings.LANGUAGES))},
+            status=400,
+            content_type="text/plain",
+        )
+    provider_language_set(request.user, language)
+    back = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(back, {request.get_host()}, request.is_secure()):
+        back = reverse("scheduled_messages:list")
+    return redirect(back)

@@ -25,6 +25,7 @@ from outreach.follow_ups import note_patient_wrote, set_follow_ups, state_for
 from patients.audit import record_action
 from patients.contacts import acting_contact, contacts_at
 from patients.inbox_links import inbox_link_issue
+from patients.languages import moment_text
 from patients.linking import LinkOutcome, link_chat
 from patients.models import Channel, Contact, Patient
 from patients.texts import say
@@ -271,7 +272,7 @@ def message_patient_create(
 
 
 def _local(moment: datetime, message: ScheduledMessage) -> str:
-    return moment.astimezone(ZoneInfo(message.zone_name)).strftime("%a %Y-%m-%d %H:%M")
+    return moment_text(moment, ZoneInfo(message.zone_name), message.patient.language)
 
 
 # -- /scheduled, /cancel_schedule -----------------------------------------------------

@@ -142,7 +142,11 @@ class ChaosStack:
 
     def start_worker(self, name: str, concurrency: int) -> None:
         queues = ",".join(
-            [django_settings.SCHEDULER_QUEUE, *django_settings.DELIVERY_QUEUES.values()]
+            [
+                django_settings.SCHEDULER_QUEUE,
+                django_settings.INBOUND_QUEUE,
+                *django_settings.DELIVERY_QUEUES.values(),
+            ]
         )
         self._start(name, ["worker", "--queues", queues, "--concurrency", str(concurrency),
                            "--loglevel", "INFO", "--hostname", f"chaos-{name}-{os.getpid()}@%h",

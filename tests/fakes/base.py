@@ -6,6 +6,8 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from email.parser import BytesParser
+from email.policy import default as default_policy
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -128,3 +130,32 @@ class FakeServer:
 
     def _handler_class(self):
         raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class UploadedFile:
+    filename: str
+    content_type: str
+    data: bytes
+
+
+def parse_multipart(content_type: str, body: bytes) -> tuple[dict[str, str], dict]:
+    """A multipart/form-data body as (text fields, files by field name), read with the
+    standard library's MIME parser as a server would; a malformed body gives ({}, {})."""
+    head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode()
+    message = BytesParser(policy=default_policy).parsebytes(head + body)
+    fields: dict[str, str] = {}
+    files: dict[str, UploadedFile] = {}
+    if not message.is_multipart():
+        return fields, files
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if not name:
+            continue
+        payload = part.get_payload(decode=True) or b""
+        filename = part.get_filename()
+        if filename is None:
+            fields[name] = payload.decode()
+        else:
+            files[name] = UploadedFile(filename, part.get_content_type(), payload)
+    return fields, files

@@ -14,14 +14,25 @@ Scripted answers always come first, after the checks Telegram makes of every mes
 (telegram_html.py): HTML it cannot parse, an empty text or more than 4096 characters get
 its 400 whatever the script says.
 
+sendPhoto, sendVoice and sendDocument take multipart/form-data uploads and count like
+sendMessage (the script, the per-chat limits, 429s), after Telegram's checks of the
+upload (Bot API, sendPhoto and "Sending files"): a caption over 1,024 characters after
+entity parsing; a photo over 10 MB, one Pillow cannot open, or with width + height over
+10,000 or sides over 20:1; a voice note that is not OGG, MP3 or M4A; any upload over
+50 MB (413, as Telegram's front end answers). The descriptions of these refusals are
+Telegram's where known ("message caption is too long"), else close to them.
+
 keep_alive=True answers in HTTP/1.1 and keeps each connection open for the next call, as
 Telegram does (the benchmarks use it). Off by default: a test's in-process client could
 otherwise reuse a connection to an earlier test's stopped fake.
 """
 
+import html
+import io
 import json
 import math
 import random
+import re
 import sys
 import threading
 import time
@@ -30,7 +41,17 @@ from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs
 
+from PIL import Image
+
+from tests.fakes.base import parse_multipart
 from tests.fakes.telegram_html import refusal
+
+MB = 1024 * 1024
+SEND_METHODS = frozenset({"sendMessage", "sendPhoto", "sendVoice", "sendDocument"})
+MEDIA_FIELDS = {"sendPhoto": "photo", "sendVoice": "voice", "sendDocument": "document"}
+CAPTION_LENGTH = 1024
+PHOTO_MAX_BYTES = 10 * MB
+UPLOAD_MAX_BYTES = 50 * MB
 
 
 @dataclass(frozen=True)
@@ -78,6 +99,7 @@ class Call:
     at: float
     status: int = 0
     limited: str = ""  # "global" or "chat" when the enforcement mode answered 429
+    files: dict = field(default_factory=dict)  # field name: base.UploadedFile
 
 
 @dataclass
@@ -209,11 +231,9 @@ class FakeTelegram:
             return self._state.most_in_flight
 
     def answered(self, status: int) -> list[Call]:
-        """sendMessage calls answered with this HTTP status."""
+        """Sends (sendMessage, sendPhoto, ...) answered with this HTTP status."""
         with self._lock:
-            return [
-                c for c in self._state.calls if c.method == "sendMessage" and c.status == status
-            ]
+            return [c for c in self._state.calls if c.method in SEND_METHODS and c.status == status]
 
     def push(self, *replies: Reply, chat_id: str | None = None) -> None:
         """Queue answers for the next sendMessage calls (to one chat, or to any)."""
@@ -224,11 +244,11 @@ class FakeTelegram:
                 self._state.per_chat.setdefault(str(chat_id), deque()).extend(replies)
 
     def sent(self, chat_id: str | None = None) -> list[Call]:
-        """sendMessage calls that were answered with success."""
+        """Sends (sendMessage, sendPhoto, ...) that were answered with success, in order."""
         with self._lock:
             return [
                 c for c in self._state.calls
-                if c.method == "sendMessage" and c.status == 200
+                if c.method in SEND_METHODS and c.status == 200
                 and (chat_id is None or c.params.get("chat_id") == str(chat_id))
             ]  # fmt: skip
 
@@ -317,23 +337,37 @@ class FakeTelegram:
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length).decode()
-                if self.headers.get("Content-Type", "").startswith("application/json"):
-                    params = json.loads(raw or "{}")
+                content_type = self.headers.get("Content-Type", "")
+                files = {}
+                # Over the upload limit: refused by its size, as Telegram's front end does,
+                # before any parsing (media_refusal answers 413).
+                too_big = length > UPLOAD_MAX_BYTES
+                body = _drained(self.rfile, length) if too_big else self.rfile.read(length)
+                if too_big:
+                    params = {}
+                elif content_type.startswith("application/json"):
+                    params = json.loads(body.decode() or "{}")
+                elif content_type.startswith("multipart/form-data"):
+                    params, files = parse_multipart(content_type, body)
                 else:
-                    params = {k: v[0] for k, v in parse_qs(raw).items()}
+                    params = {k: v[0] for k, v in parse_qs(body.decode()).items()}
                 _, bot_token, method = self.path.split("/", 2)
-                call = Call(bot_token.removeprefix("bot"), method, params, time.time())
+                call = Call(bot_token.removeprefix("bot"), method, params, time.time(),
+                            files=files)  # fmt: skip
                 refused = None
                 if fake.bot_token is not None and call.token != fake.bot_token:
-                    refused = "Unauthorized"
+                    refused = Reply(
+                        401, {"ok": False, "error_code": 401, "description": "Unauthorized"}
+                    )
                 elif method == "sendMessage":
                     refused = refusal(str(params.get("text", "")), params.get("parse_mode"))
-                if refused == "Unauthorized":
-                    reply = Reply(401, {"ok": False, "error_code": 401, "description": refused})
+                elif method in MEDIA_FIELDS:
+                    refused = media_refusal(method, params, files, length)
+                if isinstance(refused, Reply):
+                    reply = refused
                 elif refused:
                     reply = Reply(400, {"ok": False, "error_code": 400, "description": refused})
-                elif method == "sendMessage":
+                elif method in SEND_METHODS:
                     reply = fake._next_reply(str(params.get("chat_id")), call)
                 elif method in BOT_METHODS:
                     reply = fake._bot_method_reply(method, params)
@@ -369,6 +403,9 @@ class FakeTelegram:
                         "message_id": fake._new_message_id(), "date": int(time.time()),
                         "chat": {"id": int(params.get("chat_id", 0)), "type": "private"},
                         "text": params.get("text", "")}}  # fmt: skip
+                    if method in MEDIA_FIELDS:
+                        body["result"].pop("text")
+                        body["result"]["caption"] = params.get("caption", "")
                 call.status = reply.status
                 fake._record(call)
                 payload = json.dumps(body).encode()
@@ -443,6 +480,63 @@ class FakeTelegram:
                 if state.updates or time.monotonic() >= deadline:
                     return list(state.updates)[:limit]
                 state.updates_ready.wait(timeout=max(0.0, deadline - time.monotonic()))
+
+
+def _drained(stream, length: int) -> bytes:
+    """Reads and drops a body, so that the answer reaches a client still sending it."""
+    while length > 0:
+        chunk = stream.read(min(length, 1 << 20))
+        if not chunk:
+            break
+        length -= len(chunk)
+    return b""
+
+
+def media_refusal(method: str, params: dict, files: dict, length: int) -> "str | Reply | None":
+    """Telegram's answer to an upload it refuses, or None."""
+    if length > UPLOAD_MAX_BYTES:
+        return Reply(413, {"ok": False, "error_code": 413,
+                           "description": "Request Entity Too Large"})  # fmt: skip
+    upload = files.get(MEDIA_FIELDS[method])
+    if upload is None:
+        return f"Bad Request: there is no {MEDIA_FIELDS[method]} in the request"
+    caption = str(params.get("caption", ""))
+    if caption:
+        problem = refusal(caption, params.get("parse_mode"))
+        if problem and "too long" not in problem:
+            return problem
+        if _visible_length(caption, params.get("parse_mode")) > CAPTION_LENGTH:
+            return "Bad Request: message caption is too long"
+    if method == "sendPhoto":
+        return _photo_refusal(upload.data)
+    if method == "sendVoice" and not _is_voice(upload.data):
+        return "Bad Request: wrong type of the voice file: OGG/OPUS, MP3 or M4A expected"
+    return None
+
+
+def _visible_length(text: str, parse_mode: str | None) -> int:
+    if not parse_mode:
+        return len(text)
+    return len(html.unescape(re.sub(r"<[^>]*>", "", text)))
+
+
+def _photo_refusal(data: bytes) -> str | None:
+    if len(data) > PHOTO_MAX_BYTES:
+        return "Bad Request: file is too big"
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+            width, height = image.size
+    except Exception:  # noqa: BLE001 - any failure to read is Telegram's refusal
+        return "Bad Request: IMAGE_PROCESS_FAILED"
+    if width + height > 10_000 or max(width, height) > 20 * min(width, height):
+        return "Bad Request: PHOTO_INVALID_DIMENSIONS"
+    return None
+
+
+def _is_voice(data: bytes) -> bool:
+    mp3 = data[:3] == b"ID3" or (len(data) > 1 and data[0] == 0xFF and data[1] & 0xE0 == 0xE0)
+    return data[:4] == b"OggS" or mp3 or data[4:8] == b"ftyp"
 
 
 BOT_METHODS = frozenset({"getUpdates", "setWebhook", "deleteWebhook", "getWebhookInfo",

@@ -7,6 +7,12 @@ resource as Twilio returns it (status queued, or accepted through a Messaging Se
 Without the account's credentials it answers 401 (20003); without From or
 MessagingServiceSid, 400 (21603), as Twilio does. Scripted answers (Twilio errors with
 their codes, 429 with Retry-After, 5xx, slow, dropped connection) are used up first.
+
+MMS: a MediaUrl must be an http(s) address (21620, invalid media URL) and goes only to US
+and Canadian numbers (+1, not a Caribbean NANP area code); to any other number it is
+refused with 21612 (not reachable via MMS), as Twilio does for a sender without MMS
+there. Twilio fetches the media after accepting the message (and reports a failed fetch
+through the status callback), so the fake records the address; tests fetch it.
 """
 
 import base64
@@ -14,11 +20,19 @@ import time
 from dataclasses import dataclass
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 from tests.fakes.base import BaseReply, FakeServer
 
 JSON_UTF8 = "application/json; charset=utf-8"
+# +1 area codes outside the US and Canada (the Caribbean's NANP members and Bermuda).
+NANP_ELSEWHERE = {"242", "246", "264", "268", "284", "345", "441", "473", "649", "658", "664",
+                  "721", "758", "767", "784", "809", "829", "849", "868", "869", "876"}  # fmt: skip
+
+
+def takes_mms(number: str) -> bool:
+    return number.startswith("+1") and len(number) == 12 and number[2:5] not in NANP_ELSEWHERE
+
 
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
 AUTH_TOKEN = "twilio-auth-token-secret"
@@ -109,6 +123,13 @@ class FakeTwilio(FakeServer):
         if not call.params.get("From") and not call.params.get("MessagingServiceSid"):
             return Reply.error(400, 21603, "A 'From' or 'MessagingServiceSid' parameter "
                                "is required to send a message")  # fmt: skip
+        media = call.params.get("MediaUrl")
+        if media is not None:
+            if urlsplit(media).scheme not in ("http", "https") or not urlsplit(media).netloc:
+                return Reply.error(400, 21620, "Invalid media URL(s)")
+            if not takes_mms(call.params.get("To", "")):
+                return Reply.error(400, 21612, "The 'To' phone number is not currently "
+                                   "reachable using the 'From' phone number via MMS.")  # fmt: skip
         return self._next_scripted(Reply())
 
     def _new_sid(self) -> str:
@@ -126,7 +147,8 @@ class FakeTwilio(FakeServer):
             "body": params.get("Body", ""), "date_created": now, "date_sent": None,
             "date_updated": now, "direction": "outbound-api", "error_code": None,
             "error_message": None, "from": params.get("From"), "messaging_service_sid": service,
-            "num_media": "0", "num_segments": "1", "price": None, "price_unit": "USD",
+            "num_media": "1" if params.get("MediaUrl") else "0", "num_segments": "1",
+            "price": None, "price_unit": "USD",
             "sid": sid, "status": "accepted" if service else "queued",
             "subresource_uris": {"media": f"{uri}/Media.json"}, "to": params.get("To"),
             "uri": f"{uri}.json",

@@ -10,7 +10,7 @@ class Migration(migrations.Migration):
     atomic = False
 
     dependencies = [
-        ("scheduling", "0015_content_encrypted"),
+        ("scheduling", "0016_attachments"),
     ]
 
     operations = [
