@@ -640,6 +640,66 @@ if DATABASE_POOLER not in {"", "transaction"}:
     )
 DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = DATABASE_POOLER == "transaction"
 
+# --- Operating it: backups and reports (operations/) -----------------------------------
+# Where `manage.py backup_database` and the scheduled backup put their pg_dump files:
+# "filesystem" (BACKUP_DIR) or "s3" (an S3-compatible bucket, through django-storages'
+# S3 backend, which needs boto3 installed).
+BACKUP_STORAGE = env.string("BACKUP_STORAGE", "filesystem").strip().lower()
+if BACKUP_STORAGE not in {"filesystem", "s3"}:
+    raise ImproperlyConfigured(f"BACKUP_STORAGE={BACKUP_STORAGE!r}: use filesystem or s3")
+# The directory of the filesystem destination; empty: none configured.
+BACKUP_DIR = env.string("BACKUP_DIR")
+# The bucket, its endpoint (empty: AWS), region, credentials and the key prefix.
+BACKUP_S3_BUCKET = env.string("BACKUP_S3_BUCKET")
+BACKUP_S3_ENDPOINT_URL = env.string("BACKUP_S3_ENDPOINT_URL")
+BACKUP_S3_REGION = env.string("BACKUP_S3_REGION")
+BACKUP_S3_ACCESS_KEY_ID = env.string("BACKUP_S3_ACCESS_KEY_ID")
+BACKUP_S3_SECRET_ACCESS_KEY = env.string("BACKUP_S3_SECRET_ACCESS_KEY")
+BACKUP_S3_PREFIX = env.string("BACKUP_S3_PREFIX", "backups").strip("/")
+BACKUP_DESTINATION_CONFIGURED = bool(
+    BACKUP_DIR if BACKUP_STORAGE == "filesystem" else BACKUP_S3_BUCKET
+)
+# The scheduled backup: on by default only where a destination is configured.
+BACKUP_ENABLED = env.boolean("BACKUP_ENABLED", default=BACKUP_DESTINATION_CONFIGURED)
+if BACKUP_ENABLED and not BACKUP_DESTINATION_CONFIGURED:
+    raise ImproperlyConfigured(
+        "BACKUP_ENABLED is on but no destination is set: give BACKUP_DIR, or "
+        "BACKUP_STORAGE=s3 with BACKUP_S3_BUCKET"
+    )
+# How often the scheduled backup runs.
+BACKUP_INTERVAL_HOURS = env.integer("BACKUP_INTERVAL_HOURS", 24, minimum=1, maximum=24 * 7)
+# Rotation after each backup: the newest BACKUP_KEEP_COUNT are kept, and any older than
+# BACKUP_KEEP_DAYS is deleted; the newest one is never deleted.
+BACKUP_KEEP_COUNT = env.integer("BACKUP_KEEP_COUNT", 7, minimum=1, maximum=1000)
+BACKUP_KEEP_DAYS = env.integer("BACKUP_KEEP_DAYS", 30, minimum=1, maximum=3650)
+# pg_dump's compression level (-Z), 0 to 9.
+BACKUP_COMPRESSION = env.integer("BACKUP_COMPRESSION", 6, minimum=0, maximum=9)
+# Where pg_dump and pg_restore are (their major version must match the server's);
+# empty: found on PATH.
+PG_BIN_DIR = env.string("PG_BIN_DIR")
+if BACKUP_STORAGE == "s3":
+    _backup_storage = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": BACKUP_S3_BUCKET,
+            "endpoint_url": BACKUP_S3_ENDPOINT_URL or None,
+            "region_name": BACKUP_S3_REGION or None,
+            "access_key": BACKUP_S3_ACCESS_KEY_ID or None,
+            "secret_key": BACKUP_S3_SECRET_ACCESS_KEY or None,
+            "location": BACKUP_S3_PREFIX,
+            "default_acl": "private",
+            "file_overwrite": False,
+        },
+    }
+else:
+    _backup_storage = {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": BACKUP_DIR or str(BASE_DIR / "backups")},
+    }
+STORAGES["backups"] = _backup_storage
+# Each organization's daily report, e-mailed to its admins (operations/report_mail.py).
+DAILY_REPORTS_ENABLED = env.boolean("DAILY_REPORTS_ENABLED", default=True)
+
 # --- Logging: ids only, never message bodies, names or phone numbers ----------------
 LOG_LEVEL = env.string("LOG_LEVEL", "INFO").upper()
 if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:

@@ -13,6 +13,12 @@ urlpatterns = [
     path("healthz", views.liveness, name="liveness"),
     path("metrics", views.metrics, name="metrics"),
     path("sandbox/", care_team_views.sandbox_outbox, name="sandbox-outbox"),
+    path("ops/", care_team_views.control_panel, name="control-panel"),
+    path(
+        "ops/diagnostics/",
+        care_team_views.control_panel_diagnostics,
+        name="control-panel-diagnostics",
+    ),
     path("ops/channels/", care_team_views.channel_status, name="channel-status"),
     path("channels/twilio/status/", callbacks.twilio_status, name="twilio-status"),
     path("inbox/<str:token>/", conversation_views.patient_inbox, name="patient-inbox"),

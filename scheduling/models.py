@@ -273,6 +273,8 @@ class Delivery(models.Model):
                 condition=Q(status="queued", held_at__isnull=False),
             ),
             models.Index(fields=["status", "occurrence_at"]),
+            # The operators' status page: the latest send and the sends of the last hour.
+            models.Index(fields=["sent_at"], name="delivery_sent_idx", condition=Q(status="sent")),
         ]
 
     def __str__(self) -> str:

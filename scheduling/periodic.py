@@ -20,7 +20,19 @@ def system_periodic_tasks() -> list[tuple[str, str, int]]:
         ("companion: plan check-ins", "outreach.plan_check_ins", settings.CHECK_IN_TICK_SECONDS),
         ("operations: evaluate alerts", "operations.evaluate_alerts",
          settings.ALERT_EVALUATION_SECONDS),
+        # Hourly: each organization's report of the day before goes once, so a run missed
+        # in an outage is made up by the next.
+        ("operations: send daily reports", "operations.send_daily_reports", 3600),
+        *_backup_task(),
     ]  # fmt: skip
+
+
+def _backup_task() -> list[tuple[str, str, int]]:
+    """Only where a destination is configured and BACKUP_ENABLED is on (its default then)."""
+    if not settings.BACKUP_ENABLED:
+        return []
+    every = settings.BACKUP_INTERVAL_HOURS * 3600
+    return [("operations: back up the database", "operations.back_up_database", every)]
 
 
 @transaction.atomic

@@ -16,6 +16,7 @@ def test_it_registers_dispatch_and_reaper_idempotently(db, settings):
         "channels_app.sweep_inbound_updates",
         "outreach.plan_check_ins",
         "operations.evaluate_alerts",
+        "operations.send_daily_reports",
     }
     dispatch = tasks["scheduling.dispatch_due"]
     assert (dispatch.interval.every, dispatch.interval.period) == (5, "seconds")
@@ -39,3 +40,13 @@ def test_every_registered_task_exists_in_the_celery_app(db):
     app.loader.import_default_modules()
     for task in register_periodic_tasks():
         assert task.task in app.tasks
+
+
+def test_the_backup_is_scheduled_only_where_it_is_enabled(db, settings):
+    settings.BACKUP_ENABLED = False
+    assert "operations.back_up_database" not in {t.task for t in register_periodic_tasks()}
+
+    settings.BACKUP_ENABLED, settings.BACKUP_INTERVAL_HOURS = True, 12
+    backup = next(t for t in register_periodic_tasks() if t.task == "operations.back_up_database")
+
+    assert (backup.interval.every, backup.interval.period) == (12 * 3600, "seconds")

@@ -1,13 +1,16 @@
 from datetime import timedelta
+from functools import partial
 
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.template.response import TemplateResponse
+from django.urls import path
 from django.utils import timezone
 from django.utils.html import format_html_join
 from django.utils.safestring import mark_safe
 
 from care_team.admin.contact_form import ContactForm
+from care_team.admin.daily_reports import daily_report_page, yesterdays_report
 from care_team.admin.inlines import LatestRowsInline
 from care_team.admin.outreach_admin import CheckInPlanInline, FollowUpStateInline
 from care_team.admin.scoping import (
@@ -35,6 +38,15 @@ class OrganizationAdmin(OrganizationScopedAdmin):
     list_display = ["name", "slug", "created_at"]
     prepopulated_fields = {"slug": ["name"]}
     search_fields = ["name", "slug"]
+    actions = [yesterdays_report]
+
+    def get_urls(self):
+        page = path(
+            "daily-report/",
+            self.admin_site.admin_view(partial(daily_report_page, self)),
+            name="patients_organization_daily_report",
+        )
+        return [page, *super().get_urls()]
 
     def get_readonly_fields(self, request, obj=None):
         # The slug names the organization to the API and to create_provider, and is unique

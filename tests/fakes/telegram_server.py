@@ -153,8 +153,11 @@ class FakeTelegram:
         delay: float | tuple[float, float] = 0.0,
         seed: int | None = None,
         keep_alive: bool = False,
+        bot_token: str | None = None,
     ) -> None:
         self._keep_alive = keep_alive
+        # When given, any other token gets Telegram's 401 "Unauthorized", for every method.
+        self.bot_token = bot_token
         self._lock = threading.Lock()
         self._state = _State()
         self._modes = _Modes()
@@ -352,7 +355,11 @@ class FakeTelegram:
                 call = Call(bot_token.removeprefix("bot"), method, params, time.time(),
                             files=files)  # fmt: skip
                 refused = None
-                if method == "sendMessage":
+                if fake.bot_token is not None and call.token != fake.bot_token:
+                    refused = Reply(
+                        401, {"ok": False, "error_code": 401, "description": "Unauthorized"}
+                    )
+                elif method == "sendMessage":
                     refused = refusal(str(params.get("text", "")), params.get("parse_mode"))
                 elif method in MEDIA_FIELDS:
                     refused = media_refusal(method, params, files, length)

@@ -1,6 +1,7 @@
 """A fake Twilio REST API (Messages resource, 2010-04-01) on 127.0.0.1, for tests.
 
-It records every POST /2010-04-01/Accounts/<sid>/Messages.json with its basic-auth
+It records every POST /2010-04-01/Accounts/<sid>/Messages.json (and GET of the Account
+resource, /2010-04-01/Accounts/<sid>.json, a configuration check) with its basic-auth
 credentials and form fields, and answers from a script: by default 201 with a Message
 resource as Twilio returns it (status queued, or accepted through a Messaging Service).
 Without the account's credentials it answers 401 (20003); without From or
@@ -153,6 +154,11 @@ class FakeTwilio(FakeServer):
             "uri": f"{uri}.json",
         }  # fmt: skip
 
+    def _account(self) -> dict:
+        return {"sid": self.account_sid, "friendly_name": "Test account", "status": "active",
+                "type": "Full", "date_created": formatdate(usegmt=True),
+                "uri": f"/2010-04-01/Accounts/{self.account_sid}.json"}  # fmt: skip
+
     def _handler_class(self):
         fake = self
 
@@ -175,6 +181,22 @@ class FakeTwilio(FakeServer):
                 fake.respond(self, fake._reply_for(call), call,
                              success=lambda: fake._message(params),
                              content_type=JSON_UTF8)  # fmt: skip
+
+            def do_GET(self) -> None:
+                """The Account resource (GET /2010-04-01/Accounts/<sid>.json): a cheap call
+                that checks the credentials, as Twilio answers it."""
+                parts = self.path.split("?", 1)[0].strip("/").split("/")
+                if len(parts) != 3 or parts[:2] != ["2010-04-01", "Accounts"]:
+                    fake.respond(self, Reply.not_found(), content_type=JSON_UTF8)
+                    return
+                call = Call(parts[2].removesuffix(".json"), *self._credentials(), {}, time.time())
+                if (call.username, call.password) != (fake.account_sid, fake.auth_token):
+                    reply = Reply.authenticate()
+                elif call.account_sid != fake.account_sid or not parts[2].endswith(".json"):
+                    reply = Reply.not_found()
+                else:
+                    reply = Reply()
+                fake.respond(self, reply, call, success=fake._account, content_type=JSON_UTF8)
 
             def _credentials(self) -> tuple[str, str]:
                 scheme, _, encoded = self.headers.get("Authorization", "").partition(" ")

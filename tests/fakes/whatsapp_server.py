@@ -1,6 +1,7 @@
 """A fake WhatsApp Cloud API (Meta Graph API) server on 127.0.0.1, for tests.
 
-It records every POST /<version>/<phone number id>/messages it receives and answers from
+It records every POST /<version>/<phone number id>/messages it receives (and GET
+/<version>/<phone number id>, the number's details, a configuration check) and answers from
 a script: by default success, with the body the Cloud API sends (messaging_product,
 contacts, messages[0].id = a wamid); scripted answers (Graph errors with their codes,
 5xx, slow, dropped connection, a body that is not JSON) are used up first.
@@ -242,6 +243,24 @@ class FakeWhatsApp(FakeServer):
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, format, *args) -> None:  # noqa: A002 - stdlib signature
                 pass
+
+            def do_GET(self) -> None:
+                """The business phone number (GET /<version>/<phone number id>): a cheap call
+                that checks the token. Without a bearer token, the Graph API's 401 (190)."""
+                parts = self.path.split("?", 1)[0].strip("/").split("/")
+                if len(parts) != 2 or parts[0] != VERSION:
+                    fake.respond(self, Reply.graph_error(400, 100, "Unknown path components"))
+                    return
+                authorization = self.headers.get("Authorization", "")
+                call = Call(parts[1], authorization, "", {}, time.time())
+                token = authorization.removeprefix("Bearer ").strip()
+                if not authorization.startswith("Bearer ") or not token:
+                    reply = Reply.graph_error(401, 190, "Invalid OAuth access token.")
+                else:
+                    reply = fake._next_scripted(Reply())
+                fake.respond(self, reply, call, success=lambda: {
+                    "id": parts[1], "verified_name": "Test Clinic",
+                    "display_phone_number": "+1 555 0100", "quality_rating": "GREEN"})  # fmt: skip
 
             def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
