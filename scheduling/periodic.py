@@ -16,8 +16,10 @@ def system_periodic_tasks() -> list[tuple[str, str, int]]:
          settings.ACK_CHECK_SECONDS),
         ("bot: retry inbound updates", "channels_app.sweep_inbound_updates",
          settings.INBOUND_RETRY_AFTER_SECONDS),
-        # By name: the task lives in outreach/, a layer above this one.
+        # By name: these tasks live in outreach/ and operations/, layers above this one.
         ("companion: plan check-ins", "outreach.plan_check_ins", settings.CHECK_IN_TICK_SECONDS),
+        ("operations: clean up old data", "operations.clean_up_old_data",
+         settings.RETENTION_INTERVAL_SECONDS),
     ]  # fmt: skip
 
 

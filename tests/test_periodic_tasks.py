@@ -15,6 +15,7 @@ def test_it_registers_dispatch_and_reaper_idempotently(db, settings):
         "scheduling.mark_missed_doses",
         "channels_app.sweep_inbound_updates",
         "outreach.plan_check_ins",
+        "operations.clean_up_old_data",
     }
     dispatch = tasks["scheduling.dispatch_due"]
     assert (dispatch.interval.every, dispatch.interval.period) == (5, "seconds")
