@@ -1,4 +1,5 @@
-"""Operators' and developers' pages: the sandbox outbox and the channels' status."""
+"""Operators' and developers' pages: the sandbox outbox, the channels' status and the
+system's jobs."""
 
 from django.conf import settings
 from django.contrib.admin.views.decorators import staff_member_required
@@ -7,6 +8,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from channels_app.models import SandboxMessage
+from operations.job_history import latest_runs
 from patients.access import scoped
 from scheduling.channel_status import channel_statuses
 from scheduling.models import Delivery
@@ -38,6 +40,10 @@ WRITTEN_BY = {"llm": "companion (language model)", "fallback": "companion (fallb
 
 @user_passes_test(lambda user: user.is_active and user.is_superuser)
 def channel_status(request: HttpRequest) -> HttpResponse:
-    """Breakers, queue depths and backlogs per channel: the operators' view, since the
-    counts span every organization."""
-    return render(request, "care_team/status.html", {"statuses": channel_statuses()})
+    """Breakers, queue depths and backlogs per channel, and each system job's latest run:
+    the operators' view, since the counts span every organization."""
+    return render(
+        request,
+        "care_team/status.html",
+        {"statuses": channel_statuses(), "job_runs": latest_runs()},
+    )

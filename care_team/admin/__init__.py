@@ -5,6 +5,18 @@ own (a patient's page shows their adherence and schedules' history); the models'
 apps stay free of any import from above. Admin URLs keep each model's app label.
 """
 
-from care_team.admin import channel_admin, message_admin, outreach_admin, patient_admin
+from care_team.admin import (
+    channel_admin,
+    message_admin,
+    operations_jobs_admin,
+    outreach_admin,
+    patient_admin,
+)
 
-__all__ = ["channel_admin", "message_admin", "outreach_admin", "patient_admin"]
+__all__ = [
+    "channel_admin",
+    "message_admin",
+    "operations_jobs_admin",
+    "outreach_admin",
+    "patient_admin",
+]
