@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from numbers import Number
 
+from celery.exceptions import Retry
 from django.db import connection
 from django.utils import timezone
 
@@ -133,6 +134,10 @@ def _counts(task_name: str, retval: object) -> dict[str, int]:
 
 
 def _result_text(retval: object, counts: dict[str, int]) -> str:
+    if isinstance(retval, Retry):
+        return f"retry {retval.humanize()}"
+    if isinstance(retval, BaseException):
+        return ""
     if counts:
         return ", ".join(f"{k}={v}" for k, v in counts.items())[:RESULT_MAX]
     return "" if retval is None else str(retval)[:RESULT_MAX]

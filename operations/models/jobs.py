@@ -89,5 +89,5 @@ class ScheduledJob(models.Model):
 
     @property
     def history_name(self) -> str:
-        """The name its runs are recorded under."""
-        return f"job: {self.job_type}"
+        """The name its runs are recorded under: each scheduled job has its own history."""
+        return f"job: {self.name}"
