@@ -586,12 +586,12 @@ ATTACHMENT_LINK_HOURS = env.number("ATTACHMENT_LINK_HOURS", 72.0, minimum=0.1)
 
 # --- The system's jobs and data retention (operations/) ----------------------------
 # Each kind of record is kept so many days, then deleted by operations.clean_up_old_data
-# (0: kept forever). README "Retention" says why each default.
+# (0: kept forever). README "Retention" says why each default. Processed inbound updates
+# follow INBOUND_REPLAY_KEEP_DAYS (Bot): the replay guard needs them exactly that long.
 RETENTION_SENT_DELIVERIES_DAYS = env.integer("RETENTION_SENT_DELIVERIES_DAYS", 365, minimum=0)
 RETENTION_INBOX_MESSAGES_DAYS = env.integer("RETENTION_INBOX_MESSAGES_DAYS", 365, minimum=0)
 RETENTION_SANDBOX_DAYS = env.integer("RETENTION_SANDBOX_DAYS", 7, minimum=0)
 RETENTION_LINK_TOKENS_DAYS = env.integer("RETENTION_LINK_TOKENS_DAYS", 30, minimum=0)
-RETENTION_INBOUND_UPDATES_DAYS = env.integer("RETENTION_INBOUND_UPDATES_DAYS", 30, minimum=0)
 RETENTION_AUDIT_DAYS = env.integer("RETENTION_AUDIT_DAYS", 2190, minimum=0)
 RETENTION_JOB_HISTORY_DAYS = env.integer("RETENTION_JOB_HISTORY_DAYS", 30, minimum=0)
 # How often the clean-up runs; each run deletes at most RETENTION_BATCH_SIZE rows per

@@ -2,7 +2,8 @@
 holds locks on the busy tables (deliveries, attempts) for long and the dispatcher and the
 senders keep their pace while it runs.
 
-Each kind has its own setting in days (RETENTION_<KIND>_DAYS, 0 keeps it forever). A
+Each kind has its own setting in days (RETENTION_<KIND>_DAYS, 0 keeps it forever; the
+processed inbound updates INBOUND_REPLAY_KEEP_DAYS, the window of the replay guard). A
 batch is one short transaction over at most RETENTION_BATCH_SIZE rows picked through an
 index; batches are RETENTION_PAUSE_SECONDS apart, and a run stops after
 RETENTION_MAX_SECONDS (the next run goes on where it stopped: the oldest rows go first).
@@ -224,9 +225,11 @@ KINDS = [
         _oldest_first(SandboxMessage, "created_at", "true"),
     ),
     Kind("link_tokens", "RETENTION_LINK_TOKENS_DAYS", _link_batches),
+    # The inbound sweep deletes these too, every minute; here they go in batches after the
+    # sweep was off, or the setting lowered. Its window is the replay guard's.
     Kind(
         "inbound_updates",
-        "RETENTION_INBOUND_UPDATES_DAYS",
+        "INBOUND_REPLAY_KEEP_DAYS",
         _oldest_first(InboundUpdate, "received_at", "processed_at < %(cutoff)s"),
     ),
     Kind("audit_entries", "RETENTION_AUDIT_DAYS", _time_indexed(LogEntry, "timestamp")),

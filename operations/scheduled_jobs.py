@@ -4,12 +4,10 @@ row for "once at", an interval or a crontab row otherwise. The job and its Beat 
 saved in one transaction, so a bad schedule leaves neither behind."""
 
 import json
-from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.utils import timezone
 from django_celery_beat import validators
 from django_celery_beat.models import (
     ClockedSchedule,
@@ -130,16 +128,13 @@ def retry_delay(retries: int) -> float:
 
 
 def next_runs(job: ScheduledJob) -> str:
-    """When Beat will run it, in words, for the admin and the API."""
+    """When Beat runs it, in words, for the admin and the API."""
     if not job.enabled:
         return "disabled"
     if job.run_at is not None:
-        done = job.periodic_task is None or not job.periodic_task.enabled
-        return (
-            "done"
-            if done and job.run_at < timezone.now() - timedelta(seconds=1)
-            else (f"once at {job.run_at:%Y-%m-%d %H:%M:%S} UTC")
-        )
+        # Beat switches a one-off row off once it has run it.
+        spent = job.periodic_task is not None and not job.periodic_task.enabled
+        return f"once at {job.run_at:%Y-%m-%d %H:%M:%S} UTC" + (" (done)" if spent else "")
     if job.every_seconds:
         return f"every {job.every_seconds} s"
     return f"crontab {job.crontab} (UTC)"

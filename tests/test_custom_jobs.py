@@ -25,9 +25,11 @@ def operator_api(db) -> APIClient:
 
 
 def test_a_bad_payload_is_a_400_naming_the_field_and_nothing_is_saved(operator_api):
-    answer = operator_api.post(JOBS, {"name": "n", "job_type": "test_count",
-                                      "payload": {"up_to": "ten"}, "every_seconds": 60},
-                               format="json")  # fmt: skip
+    answer = operator_api.post(
+        JOBS,
+        {"name": "n", "job_type": "test_count", "payload": {"up_to": "ten"}, "every_seconds": 60},
+        format="json",
+    )
 
     assert answer.status_code == 400
     assert answer.json() == {"payload": ["payload.up_to: 'ten' is not of type 'integer'"]}
@@ -66,19 +68,32 @@ def test_only_operators_see_or_schedule_jobs(db, organization):
 
     assert client.get(JOBS).status_code == 403
     assert client.get(JOBS + "runs/").status_code == 403
-    assert client.post(JOBS, {"name": "n", "job_type": "test_count"}, format="json").status_code == 403
+    assert (
+        client.post(JOBS, {"name": "n", "job_type": "test_count"}, format="json").status_code == 403
+    )
 
 
 def test_a_good_job_gets_its_beat_row_and_the_types_are_listed(operator_api):
-    answer = operator_api.post(JOBS, {"name": "nightly", "job_type": "test_count",
-                                      "payload": {"up_to": 5}, "crontab": "30 2 * * *"},
-                               format="json")  # fmt: skip
+    answer = operator_api.post(
+        JOBS,
+        {
+            "name": "nightly",
+            "job_type": "test_count",
+            "payload": {"up_to": 5},
+            "crontab": "30 2 * * *",
+        },
+        format="json",
+    )
 
     assert answer.status_code == 201, answer.json()
     job = ScheduledJob.objects.get()
     beat = job.periodic_task
     assert (beat.task, beat.args, beat.crontab.minute, beat.crontab.hour) == (
-        "operations.run_job", f"[{job.pk}]", "30", "2")  # fmt: skip
+        "operations.run_job",
+        f"[{job.pk}]",
+        "30",
+        "2",
+    )
     assert answer.json()["runs"] == "crontab 30 2 * * * (UTC)"
     types = operator_api.get(JOBS + "types/").json()
     assert {"clean_up_old_data", "reap_stuck_deliveries", "test_count"} <= set(types)
@@ -90,17 +105,33 @@ def test_a_good_job_gets_its_beat_row_and_the_types_are_listed(operator_api):
 
 def test_the_admin_form_names_a_bad_payload(client, db):
     client.force_login(User.objects.create_superuser("root", password=None))
-    page = client.post("/admin/operations/scheduledjob/add/", {
-        "name": "n", "job_type": "test_count", "payload": '{"up_to": 0}',
-        "every_seconds": "60", "max_retries": "3", "enabled": "on"})  # fmt: skip
+    page = client.post(
+        "/admin/operations/scheduledjob/add/",
+        {
+            "name": "n",
+            "job_type": "test_count",
+            "payload": '{"up_to": 0}',
+            "every_seconds": "60",
+            "max_retries": "3",
+            "enabled": "on",
+        },
+    )
 
     assert page.status_code == 200
     assert "payload.up_to: 0 is less than the minimum of 1" in page.content.decode()
     assert not ScheduledJob.objects.exists()
 
-    saved = client.post("/admin/operations/scheduledjob/add/", {
-        "name": "n", "job_type": "test_count", "payload": '{"up_to": 2}',
-        "every_seconds": "60", "max_retries": "3", "enabled": "on"})  # fmt: skip
+    saved = client.post(
+        "/admin/operations/scheduledjob/add/",
+        {
+            "name": "n",
+            "job_type": "test_count",
+            "payload": '{"up_to": 2}',
+            "every_seconds": "60",
+            "max_retries": "3",
+            "enabled": "on",
+        },
+    )
     assert saved.status_code == 302
     assert ScheduledJob.objects.get().periodic_task.interval.every == 60
 
@@ -118,12 +149,23 @@ def test_jobs_scheduled_by_the_api_run_in_a_real_worker_with_retries(
 ):
     redis_client().delete(TRIES_KEY + "flaky", TRIES_KEY + "doomed", TRIES_KEY + "fine")
     now = timezone.now().isoformat()
-    for name, payload, retries in [("fine", {"up_to": 7, "key": "fine"}, 3),
-                                   ("flaky", {"up_to": 1, "fail_times": 2, "key": "flaky"}, 3),
-                                   ("doomed", {"up_to": 1, "fail_times": 9, "key": "doomed"}, 1)]:
-        answer = operator_api.post(JOBS, {"name": name, "job_type": "test_count", "payload": payload,
-                                          "run_at": now, "max_retries": retries}, format="json")
-        assert answer.status_code == 201, answer.json()  # fmt: skip
+    for name, payload, retries in [
+        ("fine", {"up_to": 7, "key": "fine"}, 3),
+        ("flaky", {"up_to": 1, "fail_times": 2, "key": "flaky"}, 3),
+        ("doomed", {"up_to": 1, "fail_times": 9, "key": "doomed"}, 1),
+    ]:
+        answer = operator_api.post(
+            JOBS,
+            {
+                "name": name,
+                "job_type": "test_count",
+                "payload": payload,
+                "run_at": now,
+                "max_retries": retries,
+            },
+            format="json",
+        )
+        assert answer.status_code == 201, answer.json()
 
     runs = _wait_for_outcomes(celery_stack, {("fine", "ok"), ("flaky", "ok"), ("doomed", "failed")})
 

@@ -34,9 +34,12 @@ def tick(task_id: str, at: datetime, *, state="SUCCESS", retval: object = 3) -> 
 def test_the_dispatcher_is_recorded_once_a_minute_not_once_a_tick(db, redis_clean):
     for second in range(150):  # two and a half minutes of ticks, one of them failing
         failing = second == 70
-        tick(f"t{second}", MINUTE + timedelta(seconds=second),
-             state="FAILURE" if failing else "SUCCESS",
-             retval=RuntimeError("database away") if failing else 2)  # fmt: skip
+        tick(
+            f"t{second}",
+            MINUTE + timedelta(seconds=second),
+            state="FAILURE" if failing else "SUCCESS",
+            retval=RuntimeError("database away") if failing else 2,
+        )
 
     rows = list(JobRun.objects.order_by("started_at"))
     # The third minute is not over: it is written by the first tick after it.
@@ -60,7 +63,11 @@ def test_a_job_that_runs_less_often_gets_a_row_per_run(db, redis_clean):
     retried = run_finished(Finished("operations.run_job", "b", "RETRY", _retry(KeyError("x"))))
 
     assert (run.job, run.outcome, run.result, run.runs) == (
-        "scheduling.mark_missed_doses", JobOutcome.OK, "missed=4", 1)  # fmt: skip
+        "scheduling.mark_missed_doses",
+        JobOutcome.OK,
+        "missed=4",
+        1,
+    )
     assert (retried.outcome, retried.error) == (JobOutcome.RETRYING, "KeyError: 'x'")
 
 
@@ -116,9 +123,14 @@ def _wait_for_run(job: str, stack, outcome: str | None = None, timeout: float = 
 
 
 def test_the_history_is_for_operators_only(client, db, organization):
-    JobRun.objects.create(job="scheduling.reap_stuck_deliveries", started_at=MINUTE,
-                          finished_at=MINUTE, duration_ms=3, outcome=JobOutcome.OK,
-                          result="requeued=0")  # fmt: skip
+    JobRun.objects.create(
+        job="scheduling.reap_stuck_deliveries",
+        started_at=MINUTE,
+        finished_at=MINUTE,
+        duration_ms=3,
+        outcome=JobOutcome.OK,
+        result="requeued=0",
+    )
     staff = User.objects.create_user("staff", password=None, is_staff=True)
     client.force_login(staff)
     assert client.get("/admin/operations/jobrun/").status_code == 403

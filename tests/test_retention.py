@@ -38,27 +38,36 @@ def days_ago(days: float):
 
 def delivery(message, status, occurrence_at, *, attempts: int = 0) -> Delivery:
     row = Delivery.objects.create(
-        message=message, occurrence_at=occurrence_at, channel=message.channel, status=status,
-        next_attempt_at=occurrence_at, expires_at=occurrence_at + timedelta(hours=1),
-    )  # fmt: skip
+        message=message,
+        occurrence_at=occurrence_at,
+        channel=message.channel,
+        status=status,
+        next_attempt_at=occurrence_at,
+        expires_at=occurrence_at + timedelta(hours=1),
+    )
     for number in range(1, attempts + 1):
-        DeliveryAttempt.objects.create(delivery=row, number=number, started_at=occurrence_at,
-                                       outcome=AttemptOutcome.SENT)  # fmt: skip
+        DeliveryAttempt.objects.create(
+            delivery=row, number=number, started_at=occurrence_at, outcome=AttemptOutcome.SENT
+        )
     return row
 
 
 @pytest.fixture
 def daily(patient):
-    return message_schedule(patient=patient, content="Take your tablets", starts_at=from_now(60),
-                            recurrence="FREQ=DAILY")  # fmt: skip
+    return message_schedule(
+        patient=patient,
+        content="Take your tablets",
+        starts_at=from_now(60),
+        recurrence="FREQ=DAILY",
+    )
 
 
-def test_shipped_defaults_delete_final_deliveries_after_a_year_with_their_attempts(
-    daily, settings
-):
+def test_shipped_defaults_delete_final_deliveries_after_a_year_with_their_attempts(daily, settings):
     assert settings.RETENTION_SENT_DELIVERIES_DAYS == 365
-    gone = [delivery(daily, status, days_ago(400 + i), attempts=2)
-            for i, status in enumerate(["sent", "failed", "expired", "cancelled"])]  # fmt: skip
+    gone = [
+        delivery(daily, status, days_ago(400 + i), attempts=2)
+        for i, status in enumerate(["sent", "failed", "expired", "cancelled"])
+    ]
     Acknowledgement.objects.create(delivery=gone[0], action=AckAction.TAKEN, at=days_ago(400))
     kept = [
         delivery(daily, DeliveryStatus.SENT, days_ago(300), attempts=1),  # within the year
@@ -107,10 +116,16 @@ def test_deliveries_go_in_batches_of_the_configured_size(daily, settings):
     settings.RETENTION_BATCH_SIZE = 100
     moment = days_ago(400)
     Delivery.objects.bulk_create(
-        Delivery(message=daily, occurrence_at=moment - i * timedelta(minutes=1), channel="telegram",
-                 status="sent", next_attempt_at=moment, expires_at=moment)
+        Delivery(
+            message=daily,
+            occurrence_at=moment - i * timedelta(minutes=1),
+            channel="telegram",
+            status="sent",
+            next_attempt_at=moment,
+            expires_at=moment,
+        )
         for i in range(250)
-    )  # fmt: skip
+    )
 
     report = clean_up_old_data(kinds=["deliveries"])
 
@@ -124,8 +139,9 @@ def test_each_kind_goes_after_its_own_retention_and_the_rest_stays(patient, sett
     old, recent = days_ago(400), days_ago(1)
     inbox = [InboxMessage.objects.create(patient=patient, body="hello") for _ in range(2)]
     InboxMessage.objects.filter(pk=inbox[0].pk).update(created_at=old)
-    sandbox = [SandboxMessage.objects.create(channel="telegram", address="1", text="t")
-               for _ in range(2)]  # fmt: skip
+    sandbox = [
+        SandboxMessage.objects.create(channel="telegram", address="1", text="t") for _ in range(2)
+    ]
     SandboxMessage.objects.filter(pk=sandbox[0].pk).update(created_at=days_ago(8))
     used = LinkToken.objects.create(patient=patient, token_hash="a", expires_at=old)
     live = LinkToken.objects.create(patient=patient, token_hash="b", expires_at=from_now(600))
@@ -138,10 +154,15 @@ def test_each_kind_goes_after_its_own_retention_and_the_rest_stays(patient, sett
     InboundUpdate.objects.filter(pk=pending.pk).update(received_at=old)
     audit_old, audit_new = LogEntry.objects.filter(object_pk=str(patient.pk))[:1].get(), None
     LogEntry.objects.filter(pk=audit_old.pk).update(timestamp=days_ago(2200))
-    audit_new = LogEntry.objects.create(content_type=audit_old.content_type, object_pk="x",
-                                        object_repr="x", action=0)  # fmt: skip
-    runs = [JobRun.objects.create(job="j", started_at=at, finished_at=at, duration_ms=1,
-                                  outcome=JobOutcome.OK) for at in (days_ago(31), recent)]  # fmt: skip
+    audit_new = LogEntry.objects.create(
+        content_type=audit_old.content_type, object_pk="x", object_repr="x", action=0
+    )
+    runs = [
+        JobRun.objects.create(
+            job="j", started_at=at, finished_at=at, duration_ms=1, outcome=JobOutcome.OK
+        )
+        for at in (days_ago(31), recent)
+    ]
 
     report = clean_up_old_data()
 
@@ -153,9 +174,15 @@ def test_each_kind_goes_after_its_own_retention_and_the_rest_stays(patient, sett
     assert not LogEntry.objects.filter(pk=audit_old.pk).exists()
     assert LogEntry.objects.filter(pk=audit_new.pk).exists()
     assert list(JobRun.objects.values_list("pk", flat=True)) == [runs[1].pk]
-    assert report.deleted == {"deliveries": 0, "inbox_messages": 1, "sandbox_messages": 1,
-                              "link_tokens": 2, "inbound_updates": 1, "audit_entries": 1,
-                              "job_history": 1}  # fmt: skip
+    assert report.deleted == {
+        "deliveries": 0,
+        "inbox_messages": 1,
+        "sandbox_messages": 1,
+        "link_tokens": 2,
+        "inbound_updates": 1,
+        "audit_entries": 1,
+        "job_history": 1,
+    }
 
 
 def test_a_walk_along_the_primary_key_stops_at_the_first_recent_row(patient, settings):
