@@ -3,7 +3,13 @@ scheduled once, every N seconds or on a crontab; the job types and their payload
 schemas; the history of every job's runs."""
 
 from django.core.exceptions import ValidationError
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+)
 from rest_framework import mixins, serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.permissions import BasePermission
@@ -22,6 +28,14 @@ class OperatorsOnly(BasePermission):
 
     def has_permission(self, request, view) -> bool:
         return bool(request.user and request.user.is_authenticated and is_operator(request.user))
+
+
+class ErrorSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+
+
+# Every operation, reading too, answers 403 to anyone but an operator.
+OPERATORS_ONLY = {403: OpenApiResponse(ErrorSerializer, description="Not an operator.")}
 
 
 class ScheduledJobSerializer(StrictModelSerializer):
@@ -74,6 +88,14 @@ class JobRunSerializer(serializers.ModelSerializer):
         ]
 
 
+@extend_schema_view(
+    list=extend_schema(responses={200: ScheduledJobSerializer(many=True), **OPERATORS_ONLY}),
+    create=extend_schema(responses={201: ScheduledJobSerializer, **OPERATORS_ONLY}),
+    retrieve=extend_schema(responses={200: ScheduledJobSerializer, **OPERATORS_ONLY}),
+    update=extend_schema(responses={200: ScheduledJobSerializer, **OPERATORS_ONLY}),
+    partial_update=extend_schema(responses={200: ScheduledJobSerializer, **OPERATORS_ONLY}),
+    destroy=extend_schema(responses={204: None, **OPERATORS_ONLY}),
+)
 class JobViewSet(AuditActorMixin, viewsets.ModelViewSet):
     """Custom jobs. POST with `job_type`, `payload` (checked against the type's schema; a
     400 names the wrong field, e.g. `payload.kinds[0]`), and one of `run_at` (once),
@@ -87,7 +109,10 @@ class JobViewSet(AuditActorMixin, viewsets.ModelViewSet):
     def perform_destroy(self, instance: ScheduledJob) -> None:
         scheduled_jobs.scheduled_job_delete(instance)
 
-    @extend_schema(summary="The job types and their payload schemas", responses={200: dict})
+    @extend_schema(
+        summary="The job types and their payload schemas",
+        responses={200: OpenApiTypes.OBJECT, **OPERATORS_ONLY},
+    )
     @action(detail=False, methods=["get"])
     def types(self, request):
         return Response(
@@ -98,6 +123,15 @@ class JobViewSet(AuditActorMixin, viewsets.ModelViewSet):
         )
 
 
+@extend_schema_view(
+    list=extend_schema(
+        parameters=[
+            OpenApiParameter("job", str, description="One job's runs, by its name."),
+            OpenApiParameter("outcome", str, enum=list(JobOutcome.values)),
+        ],
+        responses={200: JobRunSerializer(many=True), **OPERATORS_ONLY},
+    )
+)
 class JobRunViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     """Every system job's runs, newest first; ?job=<name>&outcome=ok|failed|retrying."""
 
