@@ -1,5 +1,5 @@
 """Operators' and developers' pages: the sandbox outbox, the channels' status and the
-control panel (/ops/) with its diagnostics."""
+control panel (/ops/) with its diagnostics and the system's jobs."""
 
 import logging
 
@@ -13,6 +13,7 @@ from django.views.decorators.http import require_POST
 from care_team.api.health import health_answer
 from channels_app.models import SandboxMessage
 from operations.diagnostics import DIAGNOSTICS, run_diagnostic
+from operations.job_history import latest_runs
 from operations.status import scheduler_status
 from patients.access import scoped
 from scheduling.channel_status import channel_statuses
@@ -49,9 +50,13 @@ operators_only = user_passes_test(lambda user: user.is_active and user.is_superu
 
 @operators_only
 def channel_status(request: HttpRequest) -> HttpResponse:
-    """Breakers, queue depths and backlogs per channel: the operators' view, since the
-    counts span every organization."""
-    return render(request, "care_team/status.html", {"statuses": channel_statuses()})
+    """Breakers, queue depths and backlogs per channel, and each system job's latest run:
+    the operators' view, since the counts span every organization."""
+    return render(
+        request,
+        "care_team/status.html",
+        {"statuses": channel_statuses(), "job_runs": latest_runs()},
+    )
 
 
 DIAGNOSTIC_LABELS = {

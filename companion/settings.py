@@ -700,6 +700,33 @@ STORAGES["backups"] = _backup_storage
 # Each organization's daily report, e-mailed to its admins (operations/report_mail.py).
 DAILY_REPORTS_ENABLED = env.boolean("DAILY_REPORTS_ENABLED", default=True)
 
+# --- The system's jobs and data retention (operations/) ----------------------------
+# Each kind of record is kept so many days, then deleted by operations.clean_up_old_data
+# (0: kept forever). README "Retention" says why each default. Processed inbound updates
+# follow INBOUND_REPLAY_KEEP_DAYS (Bot): the replay guard needs them exactly that long.
+RETENTION_SENT_DELIVERIES_DAYS = env.integer("RETENTION_SENT_DELIVERIES_DAYS", 365, minimum=0)
+RETENTION_INBOX_MESSAGES_DAYS = env.integer("RETENTION_INBOX_MESSAGES_DAYS", 365, minimum=0)
+RETENTION_SANDBOX_DAYS = env.integer("RETENTION_SANDBOX_DAYS", 7, minimum=0)
+RETENTION_LINK_TOKENS_DAYS = env.integer("RETENTION_LINK_TOKENS_DAYS", 30, minimum=0)
+RETENTION_AUDIT_DAYS = env.integer("RETENTION_AUDIT_DAYS", 2190, minimum=0)
+RETENTION_JOB_HISTORY_DAYS = env.integer("RETENTION_JOB_HISTORY_DAYS", 30, minimum=0)
+# How often the clean-up runs; each run deletes at most RETENTION_BATCH_SIZE rows per
+# transaction, pauses between batches, and stops after RETENTION_MAX_SECONDS (under the
+# task time limit; the next run goes on).
+RETENTION_INTERVAL_SECONDS = env.integer(
+    "RETENTION_INTERVAL_SECONDS", 3600, minimum=60, maximum=86_400
+)
+RETENTION_BATCH_SIZE = env.integer("RETENTION_BATCH_SIZE", 2000, minimum=100, maximum=20_000)
+RETENTION_PAUSE_SECONDS = env.number("RETENTION_PAUSE_SECONDS", 0.1)
+RETENTION_MAX_SECONDS = env.integer("RETENTION_MAX_SECONDS", 240, minimum=10, maximum=280)
+# Custom jobs (operations/job_types.py): modules defining more job types, imported by
+# every process at start-up (comma-separated); a failed run is retried after
+# JOB_RETRY_BASE_SECONDS, each next retry waiting twice as long, at most
+# JOB_RETRY_MAX_SECONDS (under the broker's visibility timeout of an hour).
+JOB_TYPE_MODULES = env.words("JOB_TYPE_MODULES", [])
+JOB_RETRY_BASE_SECONDS = env.number("JOB_RETRY_BASE_SECONDS", 30.0, minimum=0.1)
+JOB_RETRY_MAX_SECONDS = env.number("JOB_RETRY_MAX_SECONDS", 1800.0, minimum=1.0)
+
 # --- Logging: ids only, never message bodies, names or phone numbers ----------------
 LOG_LEVEL = env.string("LOG_LEVEL", "INFO").upper()
 if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:

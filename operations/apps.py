@@ -9,3 +9,9 @@ class OperationsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "operations"
     verbose_name = "Operations"
+
+    def ready(self) -> None:
+        from operations import signals  # noqa: F401 - connects the job history's receivers
+        from operations.job_types import load_job_types
+
+        load_job_types()

@@ -19,6 +19,7 @@ from django.utils import timezone
 from redis.exceptions import RedisError
 
 from operations.delivery_activity import delivery_activity
+from operations.job_history import latest_runs
 from operations.models import Incident
 from scheduling.channel_status import channel_statuses
 from scheduling.heartbeat import seconds_since_last_tick
@@ -38,7 +39,7 @@ def scheduler_status(*, health: dict) -> dict:
         "channels": _guarded("channels", channels_section),
         "database_activity": _guarded("database_activity", lambda: delivery_activity(now=now)),
         "open_incidents": _guarded_list("open_incidents", open_incidents),
-        "recent_job_runs": recent_job_runs(),
+        "recent_job_runs": _guarded_list("recent_job_runs", recent_job_runs),
     }
 
 
@@ -95,7 +96,19 @@ def open_incidents() -> list[dict]:
 
 
 def recent_job_runs() -> list[dict]:
-    return []  # wired to the job history (JobRun, latest per job) at merge
+    """Each system job's latest run (operations/job_history.py), newest first."""
+    return [
+        {
+            "job": run.job,
+            "started_at": run.started_at.isoformat(timespec="seconds"),
+            "outcome": run.outcome,
+            "duration_ms": run.duration_ms,
+            "runs": run.runs,
+            "result": run.result,
+            "error": run.error,
+        }
+        for run in latest_runs()
+    ]
 
 
 def _guarded_list(name: str, section) -> list[dict]:

@@ -24,6 +24,8 @@ def system_periodic_tasks() -> list[tuple[str, str, int]]:
         # in an outage is made up by the next.
         ("operations: send daily reports", "operations.send_daily_reports", 3600),
         *_backup_task(),
+        ("operations: clean up old data", "operations.clean_up_old_data",
+         settings.RETENTION_INTERVAL_SECONDS),
     ]  # fmt: skip
 
 

@@ -22,6 +22,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from operations.models import ScheduledJob
+from operations.scheduled_jobs import scheduled_job_save
 from patients.provisioning import provider_create
 from scheduling.delivery import deliver
 from scheduling.dispatch import dispatch_due
@@ -46,7 +48,8 @@ def requests_keep_the_test_transaction(db):
 
 @pytest.fixture
 def world(organization, make_patient, fake_telegram):
-    """A provider, a patient, messages with a sent delivery, a template: real targets."""
+    """A provider, a patient, messages with a sent delivery, a template, a custom job: real
+    targets."""
     provider = provider_create(
         organization_slug=organization.slug, username="fuzz", admin=True, new_token=True
     )
@@ -61,9 +64,17 @@ def world(organization, make_patient, fake_telegram):
     template = MessageTemplate.objects.create(
         organization=organization, key="fuzz", language="en", body="Hi {name}"
     )
+    job = scheduled_job_save(
+        ScheduledJob(name="fuzz", job_type="clean_up_old_data", every_seconds=3600)
+    )
     return {
         "token": provider.token,
-        "ids": {"patients": patient.pk, "messages": recurring.pk, "templates": template.pk},
+        "ids": {
+            "patients": patient.pk,
+            "messages": recurring.pk,
+            "templates": template.pk,
+            "jobs": job.pk,
+        },
     }
 
 

@@ -17,6 +17,7 @@ def test_it_registers_dispatch_and_reaper_idempotently(db, settings):
         "outreach.plan_check_ins",
         "operations.evaluate_alerts",
         "operations.send_daily_reports",
+        "operations.clean_up_old_data",
     }
     dispatch = tasks["scheduling.dispatch_due"]
     assert (dispatch.interval.every, dispatch.interval.period) == (5, "seconds")

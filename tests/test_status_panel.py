@@ -82,6 +82,47 @@ def test_operators_get_every_section_of_the_status(client, operator_token, patie
     assert body["open_incidents"] == [] and body["recent_job_runs"] == []
 
 
+def test_the_status_lists_open_incidents_and_each_jobs_latest_run(client, operator, operator_token):
+    from operations.models import Incident, JobRun
+
+    now = timezone.now()
+    Incident.objects.create(
+        rule_key="failure_rate:telegram",
+        severity="critical",
+        summary="telegram failing",
+        value=0.5,
+        threshold=0.05,
+        opened_at=now - timedelta(minutes=3),
+    )
+    Incident.objects.create(
+        rule_key="beat_stale",
+        severity="critical",
+        summary="over",
+        opened_at=now - timedelta(hours=2),
+        resolved_at=now - timedelta(hours=1),
+    )
+    for minutes, outcome in ((30, "ok"), (5, "failed")):
+        JobRun.objects.create(
+            job="scheduling.reap_stuck_deliveries",
+            started_at=now - timedelta(minutes=minutes),
+            finished_at=now,
+            duration_ms=12,
+            outcome=outcome,
+            error="OperationalError: gone" if outcome == "failed" else "",
+        )
+
+    body = client.get("/api/scheduler/status/", HTTP_AUTHORIZATION=f"Token {operator_token}").json()
+
+    assert [i["rule_key"] for i in body["open_incidents"]] == ["failure_rate:telegram"]
+    assert body["open_incidents"][0]["value"] == 0.5
+    [run] = body["recent_job_runs"]
+    assert run["job"] == "scheduling.reap_stuck_deliveries" and run["outcome"] == "failed"
+    client.force_login(operator)
+    page = client.get("/ops/").content.decode()
+    assert "failure_rate:telegram" in page and "beat_stale" not in page
+    assert "OperationalError: gone" in page
+
+
 def test_a_clinics_token_gets_403_and_no_token_401(client, organization):
     provider = provider_create(
         organization_slug=organization.slug, username="nurse", admin=True, new_token=True

@@ -9,8 +9,16 @@ from care_team.admin import (
     channel_admin,
     message_admin,
     operations_admin,
+    operations_jobs_admin,
     outreach_admin,
     patient_admin,
 )
 
-__all__ = ["channel_admin", "message_admin", "operations_admin", "outreach_admin", "patient_admin"]
+__all__ = [
+    "channel_admin",
+    "message_admin",
+    "operations_admin",
+    "operations_jobs_admin",
+    "outreach_admin",
+    "patient_admin",
+]

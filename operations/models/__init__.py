@@ -10,13 +10,17 @@ from operations.models.incidents import (
     NotificationStatus,
     Severity,
 )
+from operations.models.jobs import JobOutcome, JobRun, ScheduledJob
 
 __all__ = [
     "EventKind",
     "Incident",
     "IncidentEvent",
     "IncidentNotification",
+    "JobOutcome",
+    "JobRun",
     "Notice",
     "NotificationStatus",
+    "ScheduledJob",
     "Severity",
 ]

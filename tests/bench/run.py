@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlparse
@@ -72,18 +72,22 @@ class Sizes:
     all_pools: bool  # scenario 3's one-message-per-task pools too (slow; the full run only)
     scale_out: int  # scenarios 13 and 14: messages due at once per run
     scale_limited: int  # scenario 13 at Telegram's limits: chats per run
+    history_rows: int  # scenario 15: deliveries (each with an attempt) already in the table
+    history_due: int  # scenario 15: messages dispatched and delivered for each measure
 
 
 QUICK = Sizes(ceiling=2000, end_to_end=3000, slow_provider=1500, schedule_rows=100_000,
               due_rows=10_000, limited=200, steady_seconds=10, memory=(500, 3000),
               naive=(1000,), naive_cap=10, broadcast=3000, lead=5, all_pools=False,
               check_in_plans=100_000, check_ins_written=160, scale_out=3000,
-              scale_limited=150)  # fmt: skip
+              scale_limited=150, history_rows=200_000,
+              history_due=2000)  # fmt: skip
 FULL = Sizes(ceiling=10_000, end_to_end=20_000, slow_provider=3000, schedule_rows=1_000_000,
              due_rows=10_000, limited=3000, steady_seconds=300, memory=(10_000, 100_000),
              naive=(10_000, 50_000), naive_cap=30, broadcast=20_000, lead=8,
              all_pools=True, check_in_plans=1_000_000, check_ins_written=800,
-             scale_out=20_000, scale_limited=900)  # fmt: skip
+             scale_out=20_000, scale_limited=900, history_rows=10_000_000,
+             history_due=5000)  # fmt: skip
 
 
 class Processes:
@@ -1189,6 +1193,169 @@ def pgbouncer_scenario(sizes: Sizes, log_dir: Path) -> list[Row]:
     ]
 
 
+# -- Scenario 15: a long history, and its clean-up ------------------------------------------
+
+HISTORY_MESSAGES = 1000  # the history's deliveries are spread over so many messages
+
+
+def retention_at_scale(sizes: Sizes, log_dir: Path) -> list[Row]:
+    """15. The dispatcher and the senders with a small deliveries table, then with
+    `history_rows` final deliveries (and their attempts) behind them, then while the
+    retention clean-up deletes the oldest of those; and the clean-up's batches."""
+    import threading
+
+    from django.db import connection
+
+    from operations.retention import clean_up_old_data
+
+    reset_state()
+    small = _dispatch_and_deliver(sizes.history_due, log_dir)
+    began = time.monotonic()
+    _fill_history(sizes.history_rows)
+    fill_seconds = time.monotonic() - began
+    large = _dispatch_and_deliver(sizes.history_due, log_dir)
+    report = {}
+
+    def clean_up() -> None:
+        began = time.monotonic()
+        report["run"] = clean_up_old_data(kinds=["deliveries"])
+        report["seconds"] = time.monotonic() - began
+        connection.close()
+
+    cleaner = threading.Thread(target=clean_up)
+    cleaner.start()
+    during = _dispatch_and_deliver(sizes.history_due, log_dir)
+    cleaner.join()
+    run = report["run"]
+    batches = sorted(run.batch_ms)
+    deleted = run.deleted["deliveries"]
+    name = f"15. retention, {sizes.history_rows:,} deliveries + attempts"
+    return [
+        Row(name, "filling them (generate_series)", fill_seconds, "s", "", None),
+        Row(name, "idle tick, small table", small["idle_ms"], "ms", "", None),
+        Row(name, "idle tick, large / small", large["idle_ms"] / small["idle_ms"], "", "<= 1.5",
+            large["idle_ms"] / small["idle_ms"] <= 1.5),
+        Row(name, f"claim + enqueue {sizes.history_due:,}, small table", small["dispatch_s"],
+            "s", "", None),
+        Row(name, f"claim + enqueue {sizes.history_due:,}, large / small",
+            large["dispatch_s"] / small["dispatch_s"], "", "<= 1.5",
+            large["dispatch_s"] / small["dispatch_s"] <= 1.5),
+        Row(name, "deliveries/s, small table", small["rate"], "/s", "", None),
+        Row(name, "deliveries/s, large / small", large["rate"] / small["rate"], "", ">= 0.8",
+            large["rate"] / small["rate"] >= 0.8),
+        Row(name, "deliveries/s during the clean-up / small", during["rate"] / small["rate"], "",
+            ">= 0.8", during["rate"] / small["rate"] >= 0.8),
+        Row(name, "clean-up: deliveries deleted in one run", deleted, "", "", None),
+        Row(name, "clean-up: the run's time (picks and pauses too)", report["seconds"], "s",
+            f"<= {_max_seconds()} + 1 batch", None),
+        Row(name, "clean-up: stopped at RETENTION_MAX_SECONDS (1 = yes)",
+            float(run.stopped_early), "", "", None),
+        Row(name, "clean-up: deleted per second of the run", deleted / report["seconds"], "/s",
+            "", None),
+        Row(name, f"clean-up: batches of {_batch_size()}", len(batches), "", "", None),
+        Row(name, "clean-up: median batch (locks held)", statistics.median(batches) if batches
+            else 0.0, "ms", "", None),
+        Row(name, "clean-up: longest batch (locks held)", run.longest_batch_ms, "ms", "<= 1000",
+            run.longest_batch_ms <= 1000),
+    ]  # fmt: skip
+
+
+def _batch_size() -> int:
+    from django.conf import settings
+
+    return settings.RETENTION_BATCH_SIZE
+
+
+def _max_seconds() -> int:
+    from django.conf import settings
+
+    return settings.RETENTION_MAX_SECONDS
+
+
+def _fill_history(rows: int) -> None:
+    """`rows` final deliveries, an hour apart per message and reaching back past the
+    retention of a year, each with its attempt: in SQL, a chunk of messages at a time."""
+    from django.db import connection
+
+    from scheduling.models import Delivery, DeliveryAttempt, ScheduledMessage
+
+    messages = min(HISTORY_MESSAGES, rows)
+    before = set(ScheduledMessage.objects.values_list("pk", flat=True))
+    create_due_messages(messages, due_in=86400)
+    ids = sorted(set(ScheduledMessage.objects.values_list("pk", flat=True)) - before)
+    ScheduledMessage.objects.filter(pk__in=ids).update(
+        status="completed", next_run_at=None, next_occurrence_at=None
+    )
+    per_message = rows // messages
+    at = f"now() - g * interval '1 hour' * {10_000 / per_message}"
+    values = {
+        "message_id": "m.id", "occurrence_at": at, "channel": "'telegram'", "contact_id": "NULL",
+        "status": "(ARRAY['sent','sent','sent','failed','expired'])[1 + g %% 5]",
+        "attempts": "1", "attempts_before_retry": "0", "next_attempt_at": at,
+        "expires_at": f"{at} + interval '1 hour'", "lease_until": "NULL", "held_at": "NULL",
+        "sent_at": at, "provider_message_id": "g::text", "priority": "3", "parts_sent": "1",
+        "provider_status": "''", "provider_status_at": "NULL", "error_code": "''",
+        "error_text": "''", "created_at": at, "updated_at": at,
+    }  # fmt: skip
+    columns = [f.column for f in Delivery._meta.concrete_fields if f.column != "id"]
+    attempt_columns = "delivery_id, number, started_at, finished_at, outcome, error_code, " \
+        "error_text, duration_ms"  # fmt: skip
+    chunk = 50
+    with connection.cursor() as cursor:
+        for start in range(0, len(ids), chunk):
+            part = ids[start : start + chunk]
+            cursor.execute(
+                f"INSERT INTO {Delivery._meta.db_table} ({', '.join(columns)}) "  # noqa: S608
+                f"SELECT {', '.join(values[c] for c in columns)} FROM scheduling_scheduledmessage "
+                f"m, generate_series(1, {per_message}) g WHERE m.id = ANY(%s)", [part]
+            )  # fmt: skip
+            cursor.execute(
+                f"INSERT INTO {DeliveryAttempt._meta.db_table} ({attempt_columns}) "  # noqa: S608
+                "SELECT id, 1, occurrence_at, occurrence_at, 'sent', '', '', 120 "
+                f"FROM {Delivery._meta.db_table} WHERE message_id = ANY(%s)", [part]
+            )  # fmt: skip
+            print(f"  history: {(start + len(part)) * per_message:,} of {rows:,}", flush=True)
+        cursor.execute("VACUUM ANALYZE scheduling_delivery")
+        cursor.execute("VACUUM ANALYZE scheduling_deliveryattempt")
+
+
+def _dispatch_and_deliver(count: int, log_dir: Path) -> dict:
+    """The dispatcher's idle tick and its claim of `count` due messages, timed in this
+    process; then a worker (and Beat, which releases what backpressure held) sends them."""
+    from django.utils import timezone
+
+    from scheduling.dispatch import dispatch_due
+    from scheduling.models import Delivery, DeliveryStatus, ScheduledMessage
+    from tests.fakes.telegram_server import FakeTelegram
+
+    idle = []
+    for _ in range(20):
+        started = time.perf_counter()
+        dispatch_due()
+        idle.append((time.perf_counter() - started) * 1000)
+    last_message = ScheduledMessage.objects.order_by("-pk").values_list("pk", flat=True).first()
+    create_due_messages(count, due_in=0)
+    time.sleep(1)
+    started = time.perf_counter()
+    dispatch_due(now=timezone.now())
+    dispatch_s = time.perf_counter() - started
+    fresh = Delivery.objects.filter(message_id__gt=last_message or 0)
+    fake = FakeTelegram(keep_alive=True).start()
+    processes = Processes(log_dir, {"TELEGRAM_API_BASE_URL": fake.base_url,
+                                    "DELIVERY_RATE_LIMIT_ENABLED": "false"})  # fmt: skip
+    processes.worker("history", "scheduler,deliver.telegram")
+    processes.beat()
+    try:
+        wait_until(lambda: fresh.filter(status=DeliveryStatus.SENT).count() >= count, 600, 0.5)
+    finally:
+        processes.stop()
+        fake.stop()
+    sent = sorted(fresh.filter(status=DeliveryStatus.SENT).values_list("sent_at", flat=True))
+    span = (sent[-1] - sent[0]).total_seconds() if len(sent) > 1 else 0.0
+    return {"idle_ms": statistics.median(idle), "dispatch_s": dispatch_s,
+            "rate": len(sent) / span if span > 0 else 0.0}  # fmt: skip
+
+
 NOTES = """\
 The fake Telegram keeps each worker's connections open and answers in one TCP segment,
 as Telegram does; the 150 ms of scenario 3 is its answer time.
@@ -1224,6 +1391,11 @@ machine" includes whatever else ran on it). Sessions are those of the bench's da
 in pg_stat_activity, the bench's own excluded. In 14, PgBouncer runs in transaction mode
 with 8 server connections per database and user, and the workers and Beat connect
 through it with DATABASE_POOLER=transaction.
+
+Scenario 15: BENCH_HISTORY_ROWS sets the history's size (10,000,000 in the full run).
+The clean-up runs in a thread of the benchmark's process beside the third measure, with
+the shipped settings (batches of RETENTION_BATCH_SIZE, RETENTION_MAX_SECONDS a run); a
+batch's time is its transaction's, the longest any of its row locks is held.
 
 Where the time per delivery goes and what the targets took: docs/design-decisions.md,
 section *Throughput*. The dispatcher's query plan: docs/benchmarks-dispatch-plan.txt.
@@ -1275,6 +1447,8 @@ def main() -> None:
     parser.add_argument("--only", default="", help="comma-separated scenario numbers")
     args = parser.parse_args()
     sizes = QUICK if args.quick else FULL
+    if rows := os.environ.get("BENCH_HISTORY_ROWS"):
+        sizes = replace(sizes, history_rows=int(rows))
     only = set(filter(None, args.only.split(",")))
     prepare_database()
     log_dir = ROOT / ".bench-logs"
@@ -1295,7 +1469,8 @@ def main() -> None:
              "11": lambda: check_in_writing(sizes, log_dir),
              "12": lambda: encryption_cost(sizes, log_dir),
              "13": lambda: scale_out(sizes, log_dir),
-             "14": lambda: pgbouncer_scenario(sizes, log_dir)}  # fmt: skip
+             "14": lambda: pgbouncer_scenario(sizes, log_dir),
+             "15": lambda: retention_at_scale(sizes, log_dir)}  # fmt: skip
     chosen = [n for n in steps if not only or n in only]
     for number in chosen:
         began = time.monotonic()
