@@ -145,9 +145,12 @@ def test_the_image_is_built_in_stages_and_runs_without_the_test_tools():
     assert installs == ["RUN pip install -r /tmp/requirements.txt"]
     copied = [words for stage in stages.values() for words in stage if words[0] == "COPY"]
     assert not any("requirements-dev.txt" in words for words in copied)
-    # The runtime takes the builder's virtualenv and installs nothing itself.
+    # The runtime takes the builder's virtualenv and installs no Python package itself;
+    # its one system package is PostgreSQL's client, for the backups.
     assert ["COPY", "--from=builder", "/opt/venv", "/opt/venv"] in runtime
-    assert not any(words[0] == "RUN" and "install" in words for words in runtime)
+    assert not any(words[0] == "RUN" and "pip" in words for words in runtime)
+    system = [w for words in runtime if words[0] == "RUN" and "apt-get" in words for w in words]
+    assert "postgresql-client" in system and "--no-install-recommends" in system
     # Static files are collected when the image is built: the root filesystem is
     # read-only when it runs.
     assert any(words[0] == "RUN" and "collectstatic" in words for words in runtime)
