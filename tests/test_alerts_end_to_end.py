@@ -19,8 +19,8 @@ from django.conf import settings as django_settings
 from django.utils import timezone
 
 from operations.models import EventKind, Incident
-from patients.models import Channel, Contact, Organization, Patient
 from scheduling.services import message_schedule
+from tests.chaos.conftest import telegram_patients
 from tests.conftest import CeleryStack, test_database_url
 from tests.fakes.webhook_server import FakeWebhook
 
@@ -84,17 +84,7 @@ def steady_traffic() -> None:
     chat of its own (one a second per chat is Telegram's limit)."""
     count = SENDS_PER_SECOND * TRAFFIC_SECONDS
     start = (timezone.now() + timedelta(seconds=2)).replace(microsecond=0)
-    organization = Organization.objects.create(name="Alert clinic", slug="alert-clinic")
-    patients = Patient.objects.bulk_create(
-        Patient(organization=organization, name=f"Alert patient {n}", timezone="UTC",
-                preferred_channel=Channel.TELEGRAM)
-        for n in range(count)
-    )  # fmt: skip
-    Contact.objects.bulk_create(
-        Contact(patient=patient, channel=Channel.TELEGRAM, address=str(800_000_000 + n),
-                verified_at=start)
-        for n, patient in enumerate(patients)
-    )  # fmt: skip
+    patients = telegram_patients("Alert", count, first_chat=800_000_000)
     for n, patient in enumerate(patients):
         due = start + timedelta(seconds=n // SENDS_PER_SECOND)
         message_schedule(patient=patient, content=f"Reminder {n}", starts_at=due)

@@ -360,23 +360,31 @@ def redis_for_everyone(own_redis, settings):
 # --- deliveries and what became of them --------------------------------------------------
 
 
+def telegram_patients(clinic: str, count: int, *, first_chat: int) -> list[Patient]:
+    """A clinic named `clinic` with `count` patients in UTC, each with a verified Telegram
+    chat of their own (ids from first_chat up)."""
+    slug = f"{clinic.lower()}-clinic"
+    organization = Organization.objects.create(name=f"{clinic} clinic", slug=slug)
+    patients = Patient.objects.bulk_create(
+        Patient(organization=organization, name=f"{clinic} patient {n}", timezone="UTC",
+                preferred_channel=Channel.TELEGRAM)
+        for n in range(count)
+    )  # fmt: skip
+    Contact.objects.bulk_create(
+        Contact(patient=patient, channel=Channel.TELEGRAM, address=str(first_chat + n),
+                verified_at=timezone.now())
+        for n, patient in enumerate(patients)
+    )  # fmt: skip
+    return patients
+
+
 def schedule_due_messages(count: int, *, chats: int | None = None, due_in: float = 2.0):
     """`count` one-time Telegram messages, all due at the same second, to `chats` distinct
     chats (round robin, so some chats get several when chats < count). Returns the due
     time. Texts are unique so the fake's log can be matched to deliveries."""
     chats = chats or count
     due = (timezone.now() + timedelta(seconds=due_in)).replace(microsecond=0)
-    organization = Organization.objects.create(name="Chaos clinic", slug="chaos-clinic")
-    patients = Patient.objects.bulk_create(
-        Patient(organization=organization, name=f"Chaos patient {n}", timezone="UTC",
-                preferred_channel=Channel.TELEGRAM)
-        for n in range(chats)
-    )  # fmt: skip
-    Contact.objects.bulk_create(
-        Contact(patient=patient, channel=Channel.TELEGRAM, address=str(900_000_000 + n),
-                verified_at=due)
-        for n, patient in enumerate(patients)
-    )  # fmt: skip
+    patients = telegram_patients("Chaos", chats, first_chat=900_000_000)
     for n in range(count):
         message_schedule(
             patient=patients[n % chats],
