@@ -161,6 +161,23 @@ def test_the_last_day_of_the_month_rule_and_a_count_on_month_ends():
     assert [f.date() for f in found] == [date(2025, 1, 30), date(2025, 2, 28), date(2025, 3, 30)]
 
 
+def test_a_time_in_a_gap_that_ends_past_midnight_is_sent_once_on_the_next_date():
+    # America/Scoresbysund springs forward from 23:00 to 00:00 on 2025-03-29: the 23:00
+    # reminder of that Saturday goes at 00:00 on Sunday, and Sunday's own at 23:00.
+    zone = ZoneInfo("America/Scoresbysund")
+    starts_at = datetime(2025, 3, 28, 1, tzinfo=UTC)
+    rule = Rule("FREQ=DAILY;BYHOUR=23;BYMINUTE=0", zone_name=zone.key, starts_at=starts_at)
+    found = list(rule.between(datetime(2025, 3, 28, tzinfo=UTC), datetime(2025, 4, 1, tzinfo=UTC)))
+    walls = [local_wall_time(f, zone) for f in found]
+    assert walls == [
+        naive(2025, 3, 27, 23),
+        naive(2025, 3, 28, 23),
+        naive(2025, 3, 30, 0),
+        naive(2025, 3, 30, 23),
+        naive(2025, 3, 31, 23),
+    ]
+
+
 def test_until_in_utc_as_rfc_5545_writes_it_ends_the_rule():
     rule = Rule("RRULE:FREQ=DAILY;UNTIL=20250103T235959Z", zone_name="Europe/Berlin",
                 starts_at=datetime(2025, 1, 1, 8, tzinfo=UTC))  # fmt: skip
@@ -198,10 +215,18 @@ def test_local_rules_keep_the_wall_clock_in_any_zone(zone_name, rule, day, wante
     # Strictly increasing, so none twice.
     assert all(a < b for a, b in zip(found, found[1:], strict=False))
     # Each one at the wanted local time by the policy, and none skipped: the local
-    # dates are exactly the dates the rule names (dateutil's own expansion, naive).
+    # dates are exactly the dates the rule names (dateutil's own expansion, naive), save
+    # where the wanted time lies in a gap that ends past midnight (America/Scoresbysund
+    # jumps from 23:00 to 00:00): sent at the gap's end, on the next local date.
     walls = list(parsed.rrule.between(start_wall - timedelta(seconds=1),
                                       start_wall + timedelta(days=400), inc=True))  # fmt: skip
-    dates = [w.date() for w in walls if resolve_local(w, zone) <= found[-1]]
+    dates = [
+        local_wall_time(resolve_local(w, zone), zone).date()
+        if not wall_exists(w, zone)
+        else w.date()
+        for w in walls
+        if resolve_local(w, zone) <= found[-1]
+    ]
     assert [local_wall_time(f, zone).date() for f in found] == dates
     assert {w.time() for w in walls} == {wanted}
     for occurrence, wall in zip(found, walls, strict=False):
