@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from django.conf import settings
 
 from channels_app import metrics
-from channels_app.shared_state import redis_client
+from channels_app.shared_state import redis_client, run_script
 
 logger = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ def breaker_allow(channel: str) -> Decision:
     """Asked by a delivery about to be sent: may it go, and is it the probe?"""
     lease_ms = settings.DELIVERY_LEASE_SECONDS * 1000
     recheck_ms = HALF_OPEN_RECHECK_SECONDS * 1000
-    decision, wait_ms = redis_client().eval(_ALLOW, 1, _key(channel), lease_ms, recheck_ms)
+    decision, wait_ms = run_script(_ALLOW, [_key(channel)], [lease_ms, recheck_ms])
     decision = decision.decode() if isinstance(decision, bytes) else decision
     if decision == "probe":
         logger.warning("breaker %s: half-open, one probe let through", channel)
@@ -126,13 +126,14 @@ def breaker_allow(channel: str) -> Decision:
 
 
 def breaker_record(channel: str, *, success: bool) -> None:
-    change = redis_client().eval(
+    change = run_script(
         _RECORD,
-        1,
-        _key(channel),
-        1 if success else 0,
-        settings.BREAKER_FAILURE_THRESHOLD,
-        int(settings.BREAKER_OPEN_SECONDS * 1000),
+        [_key(channel)],
+        [
+            1 if success else 0,
+            settings.BREAKER_FAILURE_THRESHOLD,
+            int(settings.BREAKER_OPEN_SECONDS * 1000),
+        ],
     )
     change = change.decode() if isinstance(change, bytes) else change
     if change:
@@ -146,7 +147,7 @@ def breaker_feed(channel: str) -> str:
     per open period at most, across every dispatcher: if that delivery never reaches
     the breaker (cancelled meanwhile, or its task lost), another is published then."""
     publish_ms = int(settings.BREAKER_OPEN_SECONDS * 1000)
-    decision, _ = redis_client().eval(_FEED, 1, _key(channel), publish_ms)
+    decision, _ = run_script(_FEED, [_key(channel)], [publish_ms])
     decision = decision.decode() if isinstance(decision, bytes) else decision
     if decision == "probe":
         logger.warning("breaker %s: open period over, one delivery published to probe", channel)

@@ -25,7 +25,7 @@ from redis.exceptions import RedisError
 
 from channels_app import metrics
 from channels_app.base import TransientError
-from channels_app.shared_state import redis_client
+from channels_app.shared_state import run_script
 from patients.encryption import blind_index
 
 logger = logging.getLogger(__name__)
@@ -123,15 +123,16 @@ def reserve_slots(
         return []
     # A recipient's key names their blind index, never the chat id or phone number.
     keys = [f"ratelimit:{channel}", *(recipient_key(channel, r) for r in recipients)]
-    answer = redis_client().eval(
+    answer = run_script(
         _RESERVE,
-        len(keys),
-        *keys,
-        int(1_000_000 / limit.per_second),
-        int(1_000_000 / limit.per_recipient_per_second),
-        int(max_wait * 1_000_000),
-        int(lead * 1_000_000),
-        -1 if replacing_late_by is None else int(replacing_late_by * 1_000_000),
+        keys,
+        [
+            int(1_000_000 / limit.per_second),
+            int(1_000_000 / limit.per_recipient_per_second),
+            int(max_wait * 1_000_000),
+            int(lead * 1_000_000),
+            -1 if replacing_late_by is None else int(replacing_late_by * 1_000_000),
+        ],
     )
     reservations = [
         Reservation(bool(answer[i]), int(answer[i + 1]) / 1_000_000)

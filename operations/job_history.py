@@ -22,7 +22,7 @@ from celery.exceptions import Retry
 from django.db import connection
 from django.utils import timezone
 
-from channels_app.shared_state import redis_client
+from channels_app.shared_state import redis_client, run_script
 from operations.models import JobOutcome, JobRun
 from operations.models.jobs import ERROR_MAX, RESULT_MAX
 from scheduling.periodic import system_periodic_tasks
@@ -150,8 +150,8 @@ def _minute(moment: datetime) -> int:
 def _add_to_minute(name: str, started: datetime, ms: int, error: str, counts: dict) -> None:
     key = f"operations:job-minute:{_minute(started)}:{name}"
     pairs = [str(part) for item in counts.items() for part in item]
-    redis_client().eval(
-        ADD_TO_MINUTE, 2, key, PENDING_KEY, ms, int(bool(error)), error, BUCKET_TTL_SECONDS, *pairs
+    run_script(
+        ADD_TO_MINUTE, [key, PENDING_KEY], [ms, int(bool(error)), error, BUCKET_TTL_SECONDS, *pairs]
     )
 
 

@@ -19,7 +19,7 @@ import openai
 from django.conf import settings
 from redis.exceptions import RedisError
 
-from channels_app.shared_state import redis_client
+from channels_app.shared_state import redis_client, run_script
 
 logger = logging.getLogger(__name__)
 
@@ -127,9 +127,8 @@ def _slot(deadline: float):
         while True:
             now_ms = int(time.time() * 1000)
             lapse_ms = now_ms + int((settings.LLM_TIMEOUT_SECONDS + 5) * 1000)
-            if client.eval(
-                _ACQUIRE, 1, SLOTS_KEY, now_ms, lapse_ms, settings.LLM_MAX_CONCURRENCY, token
-            ):
+            args = [now_ms, lapse_ms, settings.LLM_MAX_CONCURRENCY, token]
+            if run_script(_ACQUIRE, [SLOTS_KEY], args):
                 break
             if time.monotonic() + 0.1 >= deadline:
                 raise LlmUnavailable("busy")

@@ -1,5 +1,6 @@
 """The shared rate limiter, the circuit breaker and backpressure, on the real Redis."""
 
+import hashlib
 import threading
 import time
 
@@ -13,7 +14,8 @@ from channels_app.breaker import (
     breaker_record,
     breaker_states,
 )
-from channels_app.ratelimit import take_token
+from channels_app.ratelimit import _RESERVE, take_token
+from channels_app.shared_state import redis_client
 from scheduling.delivery import deliver
 from scheduling.dispatch import dispatch_due
 from scheduling.models import AttemptOutcome, Delivery, DeliveryStatus, ScheduledMessage
@@ -34,6 +36,16 @@ def test_a_recipient_gets_one_token_per_second_and_the_wait_is_told(settings):
     assert 0.9 < wait <= 1.0
     time.sleep(0.01)  # past the global spacing (1 ms)
     assert take_token("telegram", "chat-2") == 0.0  # another chat is not held up
+
+
+def test_the_limiter_runs_by_its_script_hash_and_survives_a_redis_that_forgot_it(settings):
+    settings.CHANNEL_RATE_LIMITS = {"telegram": (1000, 1)}
+    client = redis_client()
+    assert take_token("telegram", "chat-forgot") == 0.0
+    [loaded] = client.script_exists(hashlib.sha1(_RESERVE.encode()).hexdigest())  # noqa: S324
+    assert loaded
+    client.script_flush()  # as after a restart of Redis
+    assert 0.9 < take_token("telegram", "chat-forgot") <= 1.0  # the bucket, kept, still holds
 
 
 def test_a_refused_token_uses_up_no_global_slot(settings):
