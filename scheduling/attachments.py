@@ -4,7 +4,8 @@ stored through Django's storage API (STORAGES["attachments"]), read back for eac
 Stored encrypted when FIELD_ENCRYPTION_ENABLED is on: Fernet over the whole file with the
 keys of patients/encryption.py, so a copied bucket or disk reveals no more than a copied
 database. The file is written before its row; if the row cannot be written the file is
-deleted again, so a refused or failed creation leaves nothing behind.
+deleted again, so a refused or failed creation leaves nothing behind; a deleted row takes
+its file along (delete_file_with_its_row).
 
 Providers that fetch media themselves (Twilio's MMS) get a signed address on this site,
 valid for ATTACHMENT_LINK_HOURS, served by conversations.views after checking the
@@ -14,6 +15,7 @@ signature; no file is ever at a public address of its own.
 import hashlib
 import logging
 from dataclasses import dataclass
+from functools import partial
 
 from cryptography.fernet import Fernet, InvalidToken
 from django.conf import settings
@@ -21,7 +23,7 @@ from django.core import signing
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.core.files.storage import storages
-from django.db import models
+from django.db import models, transaction
 from django.urls import reverse
 
 from channels_app import attachments as media
@@ -107,11 +109,23 @@ def attachment_bytes(row: Attachment) -> bytes:
     return decrypt_bytes(stored) if row.encrypted else stored
 
 
-def attachment_delete(row: Attachment) -> None:
-    """The file and its row."""
-    name = row.file.name
-    row.delete()
-    _storage().delete(name)
+def delete_file_with_its_row(sender, instance: Attachment, **kwargs) -> None:
+    """post_delete of an Attachment, however it goes (its message, patient or clinic
+    deleted in the admin, a cascade): its file goes too, once the deletion is committed,
+    so a rolled-back deletion keeps it. A photo of a wound must not outlive its record.
+    Our own few lines rather than django-cleanup: the file's storage is the one STORAGES
+    names now, not the one the model field was given at import (see _storage)."""
+    name = instance.file.name
+    if name:
+        transaction.on_commit(partial(_delete_stored_file, instance.pk, name))
+
+
+def _delete_stored_file(attachment_id: int, name: str) -> None:
+    try:
+        _storage().delete(name)
+    except Exception:
+        # The row is gone either way; a file left behind is named by id for the operator.
+        logger.exception("attachment %s: its file could not be deleted", attachment_id)
 
 
 def message_attachment(message: ScheduledMessage) -> Attachment | None:

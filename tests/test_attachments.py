@@ -13,6 +13,7 @@ import requests
 from django.core import signing
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 from PIL import Image
@@ -187,6 +188,41 @@ def test_an_attachment_is_stored_encrypted_and_read_back_whole(patient, attachme
     assert row.sha256 == hashlib.sha256(photo).hexdigest()
     assert attachment_bytes(row) == photo
     assert AttachmentRow.objects.get().original_name == "wound-day-3.jpg"
+
+
+def test_erasing_a_patient_in_the_admin_deletes_their_files(
+    client, organization, patient, attachment_folder, django_capture_on_commit_callbacks
+):
+    head = provider_create(organization_slug=organization.slug, username="ada-admin", admin=True)
+    client.force_login(head.user)
+    message_schedule(patient=patient, content="", starts_at=ago(1), attachment=Upload(jpeg()))
+    message_schedule(patient=patient, content="", starts_at=ago(1), attachment=Upload(pdf()))
+    assert len(stored_files(attachment_folder)) == 2
+
+    with django_capture_on_commit_callbacks(execute=True):
+        answer = client.post(
+            reverse("admin:patients_patient_delete", args=[patient.pk]), {"post": "yes"}
+        )
+
+    assert answer.status_code == 302, answer.content.decode()[-1500:]
+    assert not AttachmentRow.objects.exists()
+    assert stored_files(attachment_folder) == []
+
+
+def test_a_deletion_rolled_back_keeps_the_file(patient, attachment_folder):
+    message = message_schedule(
+        patient=patient, content="", starts_at=ago(1), attachment=Upload(jpeg())
+    )
+
+    message_id = message.pk
+    with pytest.raises(RuntimeError), transaction.atomic():
+        message.delete()
+        raise RuntimeError("the erasure failed half-way")
+
+    assert AttachmentRow.objects.filter(message_id=message_id).exists()
+    [stored] = stored_files(attachment_folder)
+    assert attachment_bytes(AttachmentRow.objects.get()) == jpeg()
+    assert stored.exists()
 
 
 def test_an_sms_attachment_needs_a_public_address(settings, make_patient):
