@@ -299,7 +299,8 @@ CELERY_WORKER_SEND_TASK_EVENTS = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TIMEZONE = "UTC"
 CELERY_ENABLE_UTC = True
-CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# django-celery-beat's DatabaseScheduler, touching BEAT_HEARTBEAT_FILE after each tick.
+CELERY_BEAT_SCHEDULER = "companion.beat_scheduler:HeartbeatScheduler"
 
 # --- Scheduling --------------------------------------------------------------------
 # Every second by default: an idle tick costs about a millisecond (one index read, see
@@ -509,6 +510,9 @@ for _login in FLOWER_BASIC_AUTH:
 WORKER_HEARTBEAT_FILE = env.string("WORKER_HEARTBEAT_FILE")
 WORKER_READY_FILE = env.string("WORKER_READY_FILE")
 WORKER_HEARTBEAT_SECONDS = env.integer("WORKER_HEARTBEAT_SECONDS", 10, minimum=1, maximum=300)
+# Beat touches this file after every tick of its loop (at most 5 s apart), for the
+# liveness probe of its pod (companion/beat_scheduler.py). Empty: no file.
+BEAT_HEARTBEAT_FILE = env.string("BEAT_HEARTBEAT_FILE")
 # Gunicorn's worker processes (companion/gunicorn_conf.py): by default 2 per core plus
 # one, gunicorn's own advice. In a container, the core count is the host's: set it from
 # the CPU limit (deploy/kubernetes/ does).

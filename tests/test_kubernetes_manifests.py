@@ -18,6 +18,7 @@ import pytest
 import yaml
 from django.conf import settings
 from django.core.management import get_commands
+from django_celery_beat.schedulers import DEFAULT_MAX_INTERVAL
 
 from companion import env
 from companion.celery import app as celery_app
@@ -354,6 +355,19 @@ def test_worker_probes_read_the_files_the_worker_keeps(overlay):
         # a busy moment does not restart a healthy worker.
         age = int(re.search(r"-lt (\d+)", probe_command(container, "livenessProbe")).group(1))
         assert age >= 3 * settings.WORKER_HEARTBEAT_SECONDS
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_beats_liveness_probe_reads_the_file_its_ticks_touch(overlay):
+    [beat] = [o for o in RENDERED[overlay] if o["metadata"]["name"] == "companion-beat"]
+    container = pod_spec(beat)["containers"][0]
+    heartbeat = env_value(container, "BEAT_HEARTBEAT_FILE")
+    assert heartbeat and heartbeat.startswith(TMP + "/")  # the writable emptyDir
+    assert heartbeat in probe_command(container, "livenessProbe")
+    assert heartbeat in probe_command(container, "startupProbe")
+    # Several of Beat's longest sleeps (DatabaseScheduler's max_interval) before it fails.
+    age = int(re.search(r"-lt (\d+)", probe_command(container, "livenessProbe")).group(1))
+    assert age >= 3 * DEFAULT_MAX_INTERVAL
 
 
 def test_the_liveness_probe_command_tells_a_fresh_file_from_a_stale_one(tmp_path):

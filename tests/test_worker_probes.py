@@ -57,3 +57,19 @@ def test_a_worker_refreshes_its_heartbeat_file_and_marks_itself_ready(worker_env
         assert not heartbeat.exists()
     finally:
         stack.stop()
+
+
+def test_beat_touches_its_heartbeat_file_after_each_tick(worker_env, tmp_path):
+    heartbeat = tmp_path / "beat-heartbeat"
+    heartbeat.touch()
+    os.utime(heartbeat, (0, 0))  # left by a container that ran before in the same pod
+    stack = CeleryStack(tmp_path, {**worker_env, "BEAT_HEARTBEAT_FILE": str(heartbeat)})
+    try:
+        stack.start("beat", ["beat", "--loglevel", "INFO", "--pidfile="])
+        wait_until(lambda: heartbeat.exists() and heartbeat.stat().st_mtime > 0)
+        first = heartbeat.stat().st_mtime_ns
+        # Touched again by the next tick, not only once at start.
+        wait_until(lambda: heartbeat.stat().st_mtime_ns > first)
+        assert stack.processes["beat"].poll() is None, stack.log("beat")[-2000:]
+    finally:
+        stack.stop()
