@@ -551,6 +551,81 @@ def broadcast_rate(sizes: Sizes, log_dir: Path) -> list[Row]:
     ]
 
 
+def _send_through_the_limiter(chats: list[str], base_url: str, answers) -> None:
+    """Scenario 16's sender: the delivery path's reservation (a batch of DELIVERY_BATCH_SIZE
+    slots, up to the inline wait ahead, CLAIM_LEAD at the soonest) and the Telegram
+    adapter's send_batch, each send at its slot; no database, no Celery."""
+    from django.conf import settings
+
+    from channels_app.base import OutboundMessage, SendResult
+    from channels_app.ratelimit import SendSlot, reserve_slots
+    from channels_app.registry import adapter_for
+    from scheduling.delivery import CLAIM_LEAD
+
+    settings.TELEGRAM_API_BASE_URL = base_url
+    adapter, pending, accepted = adapter_for("telegram"), list(chats), 0
+    size, inline = settings.DELIVERY_BATCH_SIZE, settings.DELIVERY_RATE_INLINE_WAIT_SECONDS
+    while pending:
+        batch, pending = pending[:size], pending[size:]
+        slots = reserve_slots("telegram", batch, inline, CLAIM_LEAD)
+        answered = time.monotonic()
+        sends, refused = [], []
+        for chat, slot in zip(batch, slots, strict=True):
+            if not slot.reserved:
+                refused.append(chat)
+                continue
+            text = OutboundMessage(0, 0, "telegram", chat, "Bench reminder", "text")
+            sends.append((text, SendSlot(answered + slot.wait, "telegram", chat)))
+        pending = refused + pending
+        if not sends:
+            time.sleep(0.2)  # the next slot is further off than the inline wait
+        for timed in adapter.send_batch(sends):
+            accepted += isinstance(timed.answer, SendResult)
+    answers.put(accepted)
+
+
+def limiter_alone(sizes: Sizes) -> list[Row]:
+    """16. Scenario 9's limiter and Telegram adapter without the rest of the pipeline: 4
+    processes send 20,000 messages through them, to the fake enforcing 1,000/s per bot.
+    Where scenario 9 falls short and this does not, the cores went to the pipeline (the
+    claim, the records, PostgreSQL, the dispatcher), not to the limiter."""
+    import multiprocessing
+
+    from tests.fakes.telegram_server import FakeTelegram
+
+    reset_state()
+    from django.conf import settings
+
+    shipped = settings.CHANNEL_RATE_LIMITS
+    settings.CHANNEL_RATE_LIMITS = {**shipped, "telegram": (975, 1)}
+    fake = FakeTelegram(global_per_second=1000, per_chat_per_second=1, keep_alive=True).start()
+    chats = [str(10_000_000 + n) for n in range(sizes.broadcast)]
+    context = multiprocessing.get_context("fork")  # the settings above, as they are
+    answers = context.Queue()
+    senders = [
+        context.Process(
+            target=_send_through_the_limiter, args=(chats[n::4], fake.base_url, answers)
+        )
+        for n in range(4)
+    ]
+    try:
+        for sender in senders:
+            sender.start()
+        accepted = sum(answers.get(timeout=600) for _ in senders)
+        for sender in senders:
+            sender.join()
+    finally:
+        fake.stop()
+        settings.CHANNEL_RATE_LIMITS = shipped
+    rate, rejected = accepted_rate_and_429s(fake.calls())
+    name = f"16. limiter and adapter alone, 1,000/s enforced, {sizes.broadcast} chats, 975/s"
+    return [
+        Row(name, "achieved rate", rate, "/s", ">= 900 (90% of 1,000/s)", rate >= 900),
+        Row(name, "429 answers", rejected, "", "= 0", rejected == 0),
+        Row(name, "accepted", accepted, "", f"= {sizes.broadcast}", accepted == sizes.broadcast),
+    ]
+
+
 def _patients_with_plans(count: int, next_at_sql: str) -> int:
     """`count` patients with a check-in plan each (one through the ORM, the rest copied in
     SQL); returns the first patient's id."""
@@ -1392,6 +1467,10 @@ in pg_stat_activity, the bench's own excluded. In 14, PgBouncer runs in transact
 with 8 server connections per database and user, and the workers and Beat connect
 through it with DATABASE_POOLER=transaction.
 
+Scenario 16: scenario 9's reservation and sends (the same batch size, inline wait and
+lead, the Telegram adapter, the fake enforcing 1,000/s) in 4 processes of the bench, with
+no database, Celery or dispatcher: what the limiter reaches when the cores are its own.
+
 Scenario 15: BENCH_HISTORY_ROWS sets the history's size (10,000,000 in the full run).
 The clean-up runs in a thread of the benchmark's process beside the third measure, with
 the shipped settings (batches of RETENTION_BATCH_SIZE, RETENTION_MAX_SECONDS a run); a
@@ -1470,7 +1549,8 @@ def main() -> None:
              "12": lambda: encryption_cost(sizes, log_dir),
              "13": lambda: scale_out(sizes, log_dir),
              "14": lambda: pgbouncer_scenario(sizes, log_dir),
-             "15": lambda: retention_at_scale(sizes, log_dir)}  # fmt: skip
+             "15": lambda: retention_at_scale(sizes, log_dir),
+             "16": lambda: limiter_alone(sizes)}  # fmt: skip
     chosen = [n for n in steps if not only or n in only]
     for number in chosen:
         began = time.monotonic()
