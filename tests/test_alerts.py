@@ -14,7 +14,8 @@ import redis
 from aiosmtpd.controller import Controller
 from django.conf import settings as django_settings
 from django.core.management import call_command
-from django.db import connections
+from django.db import connection, connections
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -164,6 +165,27 @@ def set_breaker(channel: str, state: str, opened_minutes_ago: float) -> None:
     redis.Redis.from_url(django_settings.REDIS_URL).hset(
         f"breaker:{channel}", mapping={"state": state, "opened_at": opened_at, "until": 0}
     )
+
+
+def test_the_failure_rate_reads_the_window_through_the_finished_at_index(patient):
+    """With sequential scans priced out, both queries (per channel, per organization) read
+    the attempts of the window through attempt_finished_idx: every minute's evaluation
+    costs the window's rows, not a history of millions."""
+    record_sends(patient, failures(1, 3))
+    with CaptureQueriesContext(connection) as captured:
+        alert_rules.failure_rates()
+    reads = [
+        q["sql"] for q in captured.captured_queries if "scheduling_deliveryattempt" in q["sql"]
+    ]
+    assert len(reads) == 2
+
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        for sql in reads:
+            cursor.execute(f"EXPLAIN {sql}")
+            plan = "\n".join(row[0] for row in cursor.fetchall())
+            assert "Seq Scan on scheduling_deliveryattempt" not in plan, plan
+            assert "attempt_finished_idx" in plan, plan
 
 
 def test_a_breaker_open_5_minutes_fires_and_one_open_4_minutes_does_not(settings):
