@@ -97,6 +97,15 @@ def attachment_save(message: ScheduledMessage, upload: Upload, checked: media.Ch
     return row
 
 
+def attachment_recheck(message: ScheduledMessage) -> None:
+    """A message's stored file against its channel and text as they are now (a change of
+    channel or text): the checks of its creation, a ValidationError naming the limit."""
+    row = message_attachment(message)
+    if row is not None:
+        upload = Upload(attachment_bytes(row), kind=row.kind)
+        attachment_check(message.channel, upload, message.content, message.format)
+
+
 def _storage():
     # Looked up on each use, not the storage the model field was given at import: the
     # STORAGES setting decides (and tests give each test a folder of its own).

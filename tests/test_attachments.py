@@ -33,7 +33,7 @@ from scheduling.dispatch import dispatch_due
 from scheduling.models import Attachment as AttachmentRow
 from scheduling.models import AttemptOutcome, Delivery, DeliveryStatus, ScheduledMessage
 from scheduling.services import message_schedule
-from tests.conftest import ago
+from tests.conftest import ago, from_now
 from tests.fakes.telegram_server import Reply
 from tests.fakes.twilio_server import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
 from tests.fakes.whatsapp_server import FakeWhatsApp
@@ -273,6 +273,36 @@ def test_the_api_takes_a_photo_by_multipart_upload(api, patient):
     assert answer.status_code == 201, answer.json()
     row = AttachmentRow.objects.get(message_id=answer.json()["id"])
     assert (row.kind, row.content_type) == ("photo", "image/jpeg")
+
+
+def test_a_new_channel_that_refuses_the_file_is_refused_and_nothing_changes(api, patient):
+    Contact.objects.create(
+        patient=patient, channel=Channel.WHATSAPP, address="+4915112345678",
+        verified_at=timezone.now(),
+    )  # fmt: skip
+    photo = jpeg(pad_to=6 * MB)  # Telegram takes photos up to 10 MB, WhatsApp up to 5 MB
+    message = message_schedule(
+        patient=patient, content="", starts_at=from_now(600), attachment=Upload(photo)
+    )
+
+    answer = api.patch(f"{API}/messages/{message.pk}/", {"channel": "whatsapp"}, format="json")
+
+    assert answer.status_code == 400
+    assert "a photo on whatsapp may have at most 5 MB" in str(answer.json())
+    message.refresh_from_db()
+    assert message.channel == "telegram"
+
+
+def test_a_message_that_is_only_a_photo_can_be_edited(api, patient):
+    message = message_schedule(
+        patient=patient, content="", starts_at=from_now(600), attachment=Upload(jpeg())
+    )
+
+    answer = api.patch(f"{API}/messages/{message.pk}/", {"priority": 1}, format="json")
+
+    assert answer.status_code == 200, answer.json()
+    message.refresh_from_db()
+    assert message.priority == 1
 
 
 @pytest.mark.parametrize(

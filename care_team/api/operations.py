@@ -20,7 +20,7 @@ from channels_app.content import validate_content
 from patients.access import may_delete, organization_ids, scoped
 from patients.contacts import contact_unverify
 from patients.models import Contact, Organization, Patient
-from scheduling.attachments import Upload
+from scheduling.attachments import Upload, attachment_recheck, message_attachment
 from scheduling.creation import MessageRequest, message_create, message_timing
 from scheduling.message_templates import default_templates
 from scheduling.models import Delivery, MessageStatus, MessageTemplate, ScheduledMessage
@@ -163,8 +163,14 @@ def message_update(message: ScheduledMessage, changes: dict) -> ScheduledMessage
     timing_field = _timing_field(changes)
     try:
         replan = _apply_changes(message, changes, timing_field)
-        validate_content(message.channel, message.content, message.format)
-        message.full_clean(exclude=["next_run_at", "next_occurrence_at"])
+        # A photo may go without a text, as at creation; a new channel or text must still
+        # suit the file (its size, type and caption limits on that channel).
+        with_file = message_attachment(message) is not None
+        validate_content(message.channel, message.content, message.format, may_be_empty=with_file)
+        if with_file and {"channel", "content", "format"} & set(changes):
+            attachment_recheck(message)
+        without_text = ["content"] if with_file and not message.content else []
+        message.full_clean(exclude=["next_run_at", "next_occurrence_at", *without_text])
         validate_recurrence(message)
         if replan:
             message_plan_next(message, now=timezone.now())
