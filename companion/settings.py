@@ -543,7 +543,7 @@ LANGUAGES = [("en", "English"), ("de", "Deutsch"), ("es", "Español"), ("fr", "F
 LOCALE_PATHS = [BASE_DIR / "locale"]
 # --- Attachments: photos, voice notes and documents on messages (scheduling/attachments) ---
 # Where their files are kept: "local" (a folder, MEDIA_ROOT) or "s3" (an S3-compatible
-# bucket through django-storages, which then needs boto3 installed).
+# bucket through django-storages and boto3).
 ATTACHMENT_STORAGE = env.string("ATTACHMENT_STORAGE", "local").lower()
 # The folder for "local". Never served as static files: a view that checks who asks
 # serves each file (the web inbox link, or a signed address for Twilio).
@@ -647,7 +647,7 @@ DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = DATABASE_POOLER == "transa
 # --- Operating it: backups and reports (operations/) -----------------------------------
 # Where `manage.py backup_database` and the scheduled backup put their pg_dump files:
 # "filesystem" (BACKUP_DIR) or "s3" (an S3-compatible bucket, through django-storages'
-# S3 backend, which needs boto3 installed).
+# S3 backend and boto3).
 BACKUP_STORAGE = env.string("BACKUP_STORAGE", "filesystem").strip().lower()
 if BACKUP_STORAGE not in {"filesystem", "s3"}:
     raise ImproperlyConfigured(f"BACKUP_STORAGE={BACKUP_STORAGE!r}: use filesystem or s3")
