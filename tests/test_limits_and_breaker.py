@@ -238,11 +238,15 @@ def test_an_open_breaker_with_nothing_in_flight_publishes_one_probe_and_reopens_
     settings, make_patient, broker, fake_telegram
 ):
     settings.BREAKER_FAILURE_THRESHOLD = 1
-    settings.BREAKER_OPEN_SECONDS = 0.3
+    # Long enough that making five patients and their messages (a third of a second on
+    # a slow machine) ends well inside it; the test then waits out the rest.
+    settings.BREAKER_OPEN_SECONDS = 2.0
     breaker_record("telegram", success=False)
+    opened = time.monotonic()
     deliveries = due_deliveries(make_patient, 5)
+    assert time.monotonic() - opened < 2.0, "the set-up outlasted the open period"
     assert broker.queue_length("deliver.telegram") == 0  # open: all held
-    time.sleep(0.35)
+    time.sleep(max(0.0, opened + 2.05 - time.monotonic()))
 
     # The open period is over and no delivery is in flight: the dispatcher's tick
     # publishes the oldest held delivery as the probe, and only one, however many ticks.
@@ -265,17 +269,21 @@ def test_a_failed_probe_from_the_dispatcher_shuts_the_channel_for_another_open_p
     settings, make_patient, broker, fake_telegram
 ):
     settings.BREAKER_FAILURE_THRESHOLD = 1
-    settings.BREAKER_OPEN_SECONDS = 0.3
+    settings.BREAKER_OPEN_SECONDS = 2.0  # the set-up and each step end well inside it
     breaker_record("telegram", success=False)
+    opened = time.monotonic()
     first, second = due_deliveries(make_patient, 2)
-    time.sleep(0.35)
+    time.sleep(max(0.0, opened + 2.05 - time.monotonic()))
     dispatch_due()
     fake_telegram.push(Reply.server_error(503))
+    before_the_probe = time.monotonic()
     assert deliver(first.pk).status == DeliveryStatus.QUEUED  # retried later, as ever
+    reopened = time.monotonic()
     broker.drain("deliver.telegram")
     dispatch_due()
     assert broker.queue_length("deliver.telegram") == 0
-    time.sleep(0.35)
+    assert time.monotonic() - before_the_probe < 2.0, "the steps outlasted the open period"
+    time.sleep(max(0.0, reopened + 2.05 - time.monotonic()))
     dispatch_due()
     assert len(broker.queued_deliveries("deliver.telegram")) == 1
 
@@ -285,11 +293,13 @@ def test_held_deliveries_past_their_window_expire_instead_of_becoming_the_probe(
     settings, make_patient, broker
 ):
     settings.BREAKER_FAILURE_THRESHOLD = 1
-    settings.BREAKER_OPEN_SECONDS = 0.3
+    settings.BREAKER_OPEN_SECONDS = 2.0  # the set-up ends well inside it
     breaker_record("telegram", success=False)
+    opened = time.monotonic()
     stale, fresh = due_deliveries(make_patient, 2)
     Delivery.objects.filter(pk=stale.pk).update(expires_at=ago(1))
-    time.sleep(0.35)
+    assert time.monotonic() - opened < 2.0, "the set-up outlasted the open period"
+    time.sleep(max(0.0, opened + 2.05 - time.monotonic()))
     dispatch_due()
     stale.refresh_from_db()
     assert (stale.status, stale.error_code, stale.held_at) == (
