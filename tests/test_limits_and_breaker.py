@@ -14,7 +14,7 @@ from channels_app.breaker import (
     breaker_record,
     breaker_states,
 )
-from channels_app.ratelimit import _RESERVE, take_token
+from channels_app.ratelimit import _RESERVE, SendSlot, reserve_slots, take_token
 from channels_app.shared_state import redis_client
 from scheduling.delivery import deliver
 from scheduling.dispatch import dispatch_due
@@ -46,6 +46,35 @@ def test_the_limiter_runs_by_its_script_hash_and_survives_a_redis_that_forgot_it
     assert loaded
     client.script_flush()  # as after a restart of Redis
     assert 0.9 < take_token("telegram", "chat-forgot") <= 1.0  # the bucket, kept, still holds
+
+
+@pytest.mark.parametrize("rate", [0.1, 1.0, 29.0, 80.0, 1000.0])
+def test_slots_are_spaced_at_the_channels_rate_from_a_tenth_to_a_thousand_a_second(settings, rate):
+    # The range a clinic configures: an SMS sender's 0.1/s to Telegram's paid 1,000/s.
+    # A batch's slots follow each other at exactly 1/rate, by Redis's clock; the next
+    # batch goes on where the last one ended, and a slot beyond the wait asked for is
+    # told, not taken.
+    settings.CHANNEL_RATE_LIMITS = {"sms": (rate, rate)}
+    interval = 1 / rate
+    numbers = ["+4915100000001", "+4915100000002", "+4915100000003"]
+    first = reserve_slots("sms", numbers, max_wait=3 * interval)
+    assert [slot.reserved for slot in first] == [True, True, True]
+    gaps = [first[1].wait - first[0].wait, first[2].wait - first[1].wait]
+    assert gaps == [pytest.approx(interval, abs=1e-6)] * 2
+    [then] = reserve_slots("sms", ["+4915100000004"], max_wait=3 * interval)
+    # Redis's clock moved on by the time between the two calls, at most a few ms.
+    assert then.reserved
+    assert first[2].wait + interval - 0.05 <= then.wait <= first[2].wait + interval
+    [refused] = reserve_slots("sms", ["+4915100000005"], max_wait=interval / 2)
+    assert not refused.reserved and refused.wait > interval
+    # A send at its slot goes; one later than the tolerance (a quarter interval, 20 ms
+    # at the least) takes a new slot instead of bunching with the punctual sends.
+    on_time = SendSlot(time.monotonic(), "sms", "+4915100000006")
+    assert on_time.delay() is None
+    missed = time.monotonic() - max(interval / 4, SendSlot.LATE_FLOOR) - 0.05
+    late = SendSlot(missed, "sms", "+4915100000007")
+    late.delay()
+    assert late.moment > missed + 0.05  # a new slot, from now on
 
 
 def test_a_refused_token_uses_up_no_global_slot(settings):
