@@ -518,15 +518,28 @@ def broadcast_rate(sizes: Sizes, log_dir: Path) -> list[Row]:
 
     reset_state()
     create_due_messages(sizes.broadcast, due_in=sizes.lead)
+    due = time.monotonic() + sizes.lead
     fake = FakeTelegram(global_per_second=1000, per_chat_per_second=1, keep_alive=True).start()
     env = {"TELEGRAM_API_BASE_URL": fake.base_url, "TELEGRAM_RATE_PER_SECOND": "975"}
     processes = Processes(log_dir, env)
-    processes.worker("scheduler", "scheduler", "--concurrency", "1")
-    processes.worker("broadcast", "deliver.telegram", "--concurrency", "4", "--loglevel", "INFO")
-    processes.beat()
+    groups = {
+        "dispatcher": [processes.worker("scheduler", "scheduler", "--concurrency", "1").pid],
+        "senders": [
+            processes.worker(
+                "broadcast", "deliver.telegram", "--concurrency", "4", "--loglevel", "INFO"
+            ).pid
+        ],
+        "beat": [processes.beat().pid],
+    }
+    sampler = LoadSampler(groups)
+    sampler.start()
     try:
+        time.sleep(max(0.0, due - time.monotonic()))
+        sampler.mark()
         wait_until(lambda: sent_count() >= sizes.broadcast, 600, step=0.5)
+        sampler.finish()
     finally:
+        sampler.stopping.set()
         processes.stop()
         fake.stop()
     rate, rejected = accepted_rate_and_429s(fake.calls())
@@ -548,7 +561,39 @@ def broadcast_rate(sizes: Sizes, log_dir: Path) -> list[Row]:
             "",
             None,
         ),
+        *_where_the_cores_went(name, sampler, sizes.broadcast),
     ]
+
+
+BROADCAST_GROUPS = {
+    "senders": "the delivering worker (4 pool processes)",
+    "dispatcher": "the dispatching worker",
+    "postgres": "PostgreSQL sessions",
+    "beat": "Beat",
+    "bench": "fake Telegram and bench",
+    "machine": "whole machine, other work on it included",
+}
+
+
+def _where_the_cores_went(name: str, sampler: "LoadSampler", count: int) -> list[Row]:
+    """Scenario 9's bound: the CPU each part spent per delivery, from the due time to the
+    last send, and the rate the machine's cores could carry at the whole machine's cost."""
+    seconds = (sampler.finished_at - sampler.marked_at) * CORES
+    rows = [
+        Row(
+            name,
+            f"CPU per delivery, {what}",
+            sampler.cpu_share(group) * seconds / count * 1000,
+            "ms",
+            "",
+            None,
+        )
+        for group, what in BROADCAST_GROUPS.items()
+    ]
+    per_delivery = sampler.cpu_share("machine") * seconds / count
+    ceiling = CORES / per_delivery if per_delivery else 0.0
+    rows.append(Row(name, f"what {CORES} cores carry at that cost", ceiling, "/s", "", None))
+    return rows
 
 
 def _send_through_the_limiter(chats: list[str], base_url: str, answers) -> None:
