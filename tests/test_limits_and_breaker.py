@@ -341,12 +341,17 @@ def test_held_deliveries_past_their_window_expire_instead_of_becoming_the_probe(
 
 def test_two_dispatchers_at_once_publish_one_probe_between_them(settings, broker):
     settings.BREAKER_FAILURE_THRESHOLD = 1
-    settings.BREAKER_OPEN_SECONDS = 0.2
+    # A published probe is the only one for an open period: 2 s, which the eight
+    # questions end well inside however busy the machine (at 0.2 s, a slow thread could
+    # have asked after that period and rightly been given a second probe).
+    settings.BREAKER_OPEN_SECONDS = 2.0
     breaker_record("telegram", success=False)
-    time.sleep(0.25)
+    time.sleep(2.05)
     rooms: list[int] = []
+    together = threading.Barrier(8)
 
     def ask() -> None:
+        together.wait()
         rooms.append(queue_room("telegram"))
 
     threads = [threading.Thread(target=ask) for _ in range(8)]
