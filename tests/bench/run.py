@@ -578,21 +578,20 @@ BROADCAST_GROUPS = {
 def _where_the_cores_went(name: str, sampler: "LoadSampler", count: int) -> list[Row]:
     """Scenario 9's bound: the CPU each part spent per delivery, from the due time to the
     last send, and the rate the machine's cores could carry at the whole machine's cost."""
-    seconds = (sampler.finished_at - sampler.marked_at) * CORES
     rows = [
         Row(
             name,
             f"CPU per delivery, {what}",
-            sampler.cpu_share(group) * seconds / count * 1000,
+            sampler.cpu_seconds(group) / count * 1000,
             "ms",
             "",
             None,
         )
         for group, what in BROADCAST_GROUPS.items()
     ]
-    per_delivery = sampler.cpu_share("machine") * seconds / count
-    ceiling = CORES / per_delivery if per_delivery else 0.0
-    rows.append(Row(name, f"what {CORES} cores carry at that cost", ceiling, "/s", "", None))
+    per_delivery = sampler.cpu_seconds("machine") / count
+    carried = CORES / per_delivery if per_delivery else 0.0
+    rows.append(Row(name, f"what {CORES} cores carry at that cost", carried, "/s", "", None))
     return rows
 
 
@@ -1046,16 +1045,19 @@ class LoadSampler(threading.Thread):
         self.stopping.set()
         self.join(5)
 
-    def cpu_share(self, group: str) -> float:
-        """Of the machine's cores, over the run from the mark: 1.0 would be all of them."""
-        used = sum(
+    def cpu_seconds(self, group: str) -> float:
+        """CPU time the group spent over the run, from the mark."""
+        if group in ("bench", "machine"):
+            return self.bench_cpu if group == "bench" else self.machine_cpu
+        return sum(
             seconds - self.baseline.get(key, 0.0)
             for key, seconds in self.latest.items()
             if key[0] == group
         )
-        if group in ("bench", "machine"):
-            used = self.bench_cpu if group == "bench" else self.machine_cpu
-        return used / ((self.finished_at - self.marked_at) * CORES)
+
+    def cpu_share(self, group: str) -> float:
+        """Of the machine's cores, over the run from the mark: 1.0 would be all of them."""
+        return self.cpu_seconds(group) / ((self.finished_at - self.marked_at) * CORES)
 
 
 class PgBouncer:
