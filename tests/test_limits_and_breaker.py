@@ -5,6 +5,7 @@ import threading
 import time
 
 import pytest
+from django.conf import settings as django_settings
 from django.forms.models import model_to_dict
 from django.utils import timezone
 
@@ -27,6 +28,11 @@ from tests.fakes.telegram_server import Reply
 
 def breaker_state(channel: str) -> str:
     return breaker_states([channel])[channel]["state"]
+
+
+def wait_out_the_open_period(opened: float) -> None:
+    """Until just past the breaker's open period that began at `opened`."""
+    time.sleep(max(0.0, opened + django_settings.BREAKER_OPEN_SECONDS + 0.05 - time.monotonic()))
 
 
 def test_a_recipient_gets_one_token_per_second_and_the_wait_is_told(settings):
@@ -285,7 +291,7 @@ def test_an_open_breaker_with_nothing_in_flight_publishes_one_probe_and_reopens_
     deliveries = due_deliveries(make_patient, 5)
     assert time.monotonic() - opened < 2.0, "the set-up outlasted the open period"
     assert broker.queue_length("deliver.telegram") == 0  # open: all held
-    time.sleep(max(0.0, opened + 2.05 - time.monotonic()))
+    wait_out_the_open_period(opened)
 
     # The open period is over and no delivery is in flight: the dispatcher's tick
     # publishes the oldest held delivery as the probe, and only one, however many ticks.
@@ -312,7 +318,7 @@ def test_a_failed_probe_from_the_dispatcher_shuts_the_channel_for_another_open_p
     breaker_record("telegram", success=False)
     opened = time.monotonic()
     first, second = due_deliveries(make_patient, 2)
-    time.sleep(max(0.0, opened + 2.05 - time.monotonic()))
+    wait_out_the_open_period(opened)
     dispatch_due()
     fake_telegram.push(Reply.server_error(503))
     before_the_probe = time.monotonic()
@@ -322,7 +328,7 @@ def test_a_failed_probe_from_the_dispatcher_shuts_the_channel_for_another_open_p
     dispatch_due()
     assert broker.queue_length("deliver.telegram") == 0
     assert time.monotonic() - before_the_probe < 2.0, "the steps outlasted the open period"
-    time.sleep(max(0.0, reopened + 2.05 - time.monotonic()))
+    wait_out_the_open_period(reopened)
     dispatch_due()
     assert len(broker.queued_deliveries("deliver.telegram")) == 1
 
@@ -338,7 +344,7 @@ def test_held_deliveries_past_their_window_expire_instead_of_becoming_the_probe(
     stale, fresh = due_deliveries(make_patient, 2)
     Delivery.objects.filter(pk=stale.pk).update(expires_at=ago(1))
     assert time.monotonic() - opened < 2.0, "the set-up outlasted the open period"
-    time.sleep(max(0.0, opened + 2.05 - time.monotonic()))
+    wait_out_the_open_period(opened)
     dispatch_due()
     stale.refresh_from_db()
     assert (stale.status, stale.error_code, stale.held_at) == (
